@@ -1,0 +1,25 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+# The team's reference data sits beside the repository (shared/ next to the clone), in CI too.
+REFERENCE = Path(os.environ.get("PROTOTXT_GEN_REFERENCE", ROOT.parent / "shared" / "reference"))
+KAIMING = REFERENCE / "kaiming"
+ZOO = REFERENCE / "zoo"
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def pytest_sessionstart(session):
+    if not (KAIMING / "ResNet-50-deploy.prototxt").is_file():
+        raise pytest.UsageError(f"reference data not found at {REFERENCE} "
+                                "(set PROTOTXT_GEN_REFERENCE)")
+
+
+def run_cli(*args, cwd=None, env=None):
+    """Run `python -m prototxt_gen ARGS` as a user would; returns the CompletedProcess."""
+    return subprocess.run([sys.executable, "-m", "prototxt_gen", *map(str, args)],
+                          capture_output=True, text=True, cwd=cwd, env=env, timeout=120)
