@@ -1,0 +1,299 @@
+"""The graph in the middle: a Caffe network as its input declarations plus an ordered list of
+layers.
+
+Every front end (spec generator, prototxt/caffemodel reader) builds a `Net`; every back end
+(prototxt writer, PyTorch, ONNX, rendering) consumes one. A layer keeps its definition as Caffe's
+own `LayerParameter` message, so field defaults, enums and exotic fields behave exactly as in Caffe;
+its weights live beside it as numpy arrays.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator, Sequence
+
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
+
+from . import caffe_pb2
+from ._pb import is_repeated
+from .errors import NetError
+
+INPUT_STYLES = ("input_dim", "input_shape", "layer")
+
+
+@dataclass
+class InputBlob:
+    """A network input: a blob name and its shape (N, C, H, W for images)."""
+
+    name: str
+    shape: tuple[int, ...]
+
+
+class Layer:
+    """One layer: `param` is its caffe.LayerParameter (without weights), `blobs` its weights.
+    `text_order`, when set, lists LayerParameter fields to write first in this layer's prototxt
+    text, overriding the layout (some releases order fields differently in some layers)."""
+
+    __slots__ = ("param", "blobs", "text_order")
+
+    def __init__(self, param: caffe_pb2.LayerParameter, blobs: Iterable[Any] = (),
+                 text_order: tuple[str, ...] | None = None):
+        self.param = param
+        self.blobs = list(blobs)
+        self.text_order = text_order
+
+    @property
+    def name(self) -> str:
+        return self.param.name
+
+    @property
+    def type(self) -> str:
+        return self.param.type
+
+    @property
+    def bottom(self) -> Sequence[str]:
+        return self.param.bottom
+
+    @property
+    def top(self) -> Sequence[str]:
+        return self.param.top
+
+    @property
+    def in_place(self) -> bool:
+        """True when the layer overwrites its input blob (BatchNorm/Scale/ReLU in ResNets)."""
+        return len(self.param.top) > 0 and list(self.param.top) == list(self.param.bottom)
+
+    def __repr__(self) -> str:
+        return (f"Layer({self.name!r}, {self.type!r}, bottom={list(self.bottom)}, "
+                f"top={list(self.top)})")
+
+
+class Net:
+    """A Caffe network: name, inputs, layers in execution order."""
+
+    def __init__(self, name: str = "", inputs: Iterable[InputBlob] = (),
+                 layers: Iterable[Layer] = ()):
+        self.name = name
+        self.inputs: list[InputBlob] = list(inputs)
+        self.layers: list[Layer] = list(layers)
+        # Name of the Input layer when inputs are written as one (default: the blob's name).
+        self.input_layer_name: str | None = None
+        self._indexed: tuple | None = None
+
+    # -- building ---------------------------------------------------------------------------------
+
+    def add_input(self, name: str, shape: Sequence[int]) -> InputBlob:
+        if any(i.name == name for i in self.inputs):
+            raise NetError(f"input '{name}' is declared twice")
+        shape = tuple(int(d) for d in shape)
+        if not shape or any(d <= 0 for d in shape):
+            raise NetError(f"input '{name}': shape {shape} must have positive dimensions")
+        blob = InputBlob(name, shape)
+        self.inputs.append(blob)
+        return blob
+
+    def add_layer(self, type: str, name: str, bottom: str | Sequence[str] = (),
+                  top: str | Sequence[str] | None = None, **fields: Any) -> Layer:
+        """Append a layer; `fields` are LayerParameter fields as plain values or nested dicts,
+        e.g. ``convolution_param=dict(num_output=64, kernel_size=7, pad=3, stride=2)``.
+        `top` defaults to the layer's name. Bottoms must already exist."""
+        bottoms = [bottom] if isinstance(bottom, str) else list(bottom)
+        tops = [name] if top is None else ([top] if isinstance(top, str) else list(top))
+        layer_names, known = self._index()
+        if name in layer_names:
+            raise NetError(f"layer '{name}': a layer with this name already exists")
+        for b in bottoms:
+            if b not in known:
+                raise NetError(f"layer '{name}': bottom '{b}' is not produced by any earlier "
+                               "layer or input")
+        for t in tops:
+            if t in known and t not in bottoms:
+                raise NetError(f"layer '{name}': top '{t}' is already produced by another layer")
+        param = caffe_pb2.LayerParameter(name=name, type=type, bottom=bottoms, top=tops)
+        set_fields(param, fields, f"layer '{name}'")
+        layer = Layer(param)
+        self.layers.append(layer)
+        layer_names.add(name)
+        known.update(tops)
+        self._indexed = (len(self.inputs), len(self.layers), layer_names, known)
+        return layer
+
+    def _index(self) -> tuple[set[str], set[str]]:
+        """Layer names and blob names, kept up to date incrementally while layers are appended
+        through add_layer (rebuilt if the lists were changed by other means)."""
+        cached = self._indexed
+        if cached and cached[0] == len(self.inputs) and cached[1] == len(self.layers):
+            return cached[2], cached[3]
+        return {layer.name for layer in self.layers}, self.blob_names()
+
+    # -- queries ----------------------------------------------------------------------------------
+
+    def blob_names(self) -> set[str]:
+        names = {i.name for i in self.inputs}
+        for layer in self.layers:
+            names.update(layer.top)
+        return names
+
+    def layer(self, name: str) -> Layer:
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        close = difflib.get_close_matches(name, [layer.name for layer in self.layers], n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise KeyError(f"no layer named '{name}'{hint}")
+
+    def __iter__(self) -> Iterator[Layer]:
+        return iter(self.layers)
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __repr__(self) -> str:
+        return f"Net({self.name!r}, inputs={self.inputs}, {len(self.layers)} layers)"
+
+    # -- conversion -------------------------------------------------------------------------------
+
+    def to_proto(self, input_style: str = "layer") -> caffe_pb2.NetParameter:
+        """The network as a caffe.NetParameter, declaring inputs in one of Caffe's three forms:
+        `input_dim` (input + 4 input_dim each), `input_shape` (input + input_shape) or `layer`
+        (one Input layer)."""
+        if input_style not in INPUT_STYLES:
+            raise NetError(f"unknown input style '{input_style}' (expected one of: "
+                           f"{', '.join(INPUT_STYLES)})")
+        proto = caffe_pb2.NetParameter()
+        if self.name:
+            proto.name = self.name
+        if self.inputs and input_style == "layer":
+            layer = proto.layer.add(type="Input")
+            layer.name = self.input_layer_name or (
+                self.inputs[0].name if len(self.inputs) == 1 else "input")
+            for blob in self.inputs:
+                layer.top.append(blob.name)
+                layer.input_param.shape.add(dim=blob.shape)
+        else:
+            for blob in self.inputs:
+                proto.input.append(blob.name)
+                if input_style == "input_shape":
+                    proto.input_shape.add(dim=blob.shape)
+                elif len(blob.shape) != 4:
+                    raise NetError(f"input '{blob.name}' has shape {blob.shape}: input_dim can "
+                                   "only declare 4-D inputs (use input_shape or an Input layer)")
+                else:
+                    proto.input_dim.extend(blob.shape)
+        proto.layer.extend(layer.param for layer in self.layers)
+        return proto
+
+    def to_prototxt(self, layout: str = "modern", input_style: str | None = None) -> str:
+        """Prototxt text. `layout` is a name from prototxt.LAYOUTS ("original": the 2016 ResNet
+        release's tabs and field order; "modern": Caffe's own writer). The input style defaults
+        to the layout's."""
+        from .prototxt import get_layout, format_message
+        lay = get_layout(layout)
+        proto = self.to_proto(input_style or lay.input_style)
+        first = len(proto.layer) - len(self.layers)  # an Input layer may come first
+        orders = {first + k: layer.text_order for k, layer in enumerate(self.layers)
+                  if layer.text_order}
+        return format_message(proto, lay, layer_orders=orders)
+
+    @classmethod
+    def from_proto(cls, proto: caffe_pb2.NetParameter) -> "Net":
+        """A Net from a current-syntax NetParameter (`layer {}` entries, any of the three input
+        forms). An Input layer in first position becomes the net's input declaration."""
+        if len(proto.layers):
+            raise NetError("this net uses the legacy V1 'layers' syntax, which Net.from_proto does "
+                           "not upgrade")
+        net = cls(proto.name)
+        dims = list(proto.input_dim)
+        if proto.input_shape and dims:
+            raise NetError("the net declares both input_shape and input_dim")
+        for k, name in enumerate(proto.input):
+            if k < len(proto.input_shape):
+                net.add_input(name, proto.input_shape[k].dim)
+            elif dims:
+                if len(dims) < 4 * (k + 1):
+                    raise NetError(f"input '{name}': expected 4 input_dim values per input, "
+                                   f"found {len(dims)} for {len(proto.input)} inputs")
+                net.add_input(name, dims[4 * k: 4 * k + 4])
+            else:
+                raise NetError(f"input '{name}' has no shape (no input_shape or input_dim)")
+        layers = list(proto.layer)
+        if layers and layers[0].type == "Input" and not proto.input:
+            first = layers.pop(0)
+            shapes = list(first.input_param.shape)
+            if len(shapes) not in (1, len(first.top)):
+                raise NetError(f"layer '{first.name}': {len(first.top)} tops but "
+                               f"{len(shapes)} shapes")
+            for k, top in enumerate(first.top):
+                net.add_input(top, shapes[k if len(shapes) > 1 else 0].dim)
+            net.input_layer_name = first.name
+        for lp in layers:
+            param = caffe_pb2.LayerParameter()
+            param.CopyFrom(lp)
+            del param.blobs[:]
+            net.layers.append(Layer(param))
+        return net
+
+
+# -- filling protobuf messages from plain Python values -------------------------------------------
+
+def set_fields(msg: Message, values: dict[str, Any], where: str, _prefix: str = "") -> None:
+    """Set fields of `msg` from a dict of plain values: scalars, enum names ("MAX"), lists for
+    repeated fields, dicts (or messages) for sub-messages. Errors name `where` and the field path
+    (`layer 'c': convolution_param.num_output: ...`)."""
+    desc = msg.DESCRIPTOR
+    for key, value in values.items():
+        fd = desc.fields_by_name.get(key)
+        if fd is None:
+            close = difflib.get_close_matches(key, list(desc.fields_by_name), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise NetError(f"{where}: {desc.name} has no field '{_prefix}{key}'{hint}")
+        path = f"{_prefix}{key}"
+        if is_repeated(fd):
+            items = list(value) if isinstance(value, (list, tuple)) else [value]
+            container = getattr(msg, key)
+            if fd.message_type is not None:
+                for item in items:
+                    _set_message(container.add(), item, where, path)
+            else:
+                container.extend(_scalar(fd, v, f"{where}: {path}") for v in items)
+        elif fd.message_type is not None:
+            _set_message(getattr(msg, key), value, where, path)
+        else:
+            setattr(msg, key, _scalar(fd, value, f"{where}: {path}"))
+
+
+def _set_message(sub: Message, value: Any, where: str, path: str) -> None:
+    if isinstance(value, Message):
+        sub.CopyFrom(value)
+    elif isinstance(value, dict):
+        sub.SetInParent()
+        set_fields(sub, value, where, path + ".")
+    else:
+        raise NetError(f"{where}: {path}: expected a table of {sub.DESCRIPTOR.name} fields, "
+                       f"got {value!r}")
+
+
+def _scalar(fd: FieldDescriptor, value: Any, path: str) -> Any:
+    if fd.enum_type is not None and isinstance(value, str):
+        enum_value = fd.enum_type.values_by_name.get(value)
+        if enum_value is None:
+            names = ", ".join(v.name for v in fd.enum_type.values)
+            raise NetError(f"{path}: '{value}' is not one of {names}")
+        return enum_value.number
+    if fd.type == FieldDescriptor.TYPE_BOOL and not isinstance(value, bool):
+        raise NetError(f"{path}: expected true or false, got {value!r}")
+    if fd.cpp_type in (FieldDescriptor.CPPTYPE_INT32, FieldDescriptor.CPPTYPE_INT64,
+                       FieldDescriptor.CPPTYPE_UINT32, FieldDescriptor.CPPTYPE_UINT64):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise NetError(f"{path}: expected an integer, got {value!r}")
+        unsigned = (FieldDescriptor.CPPTYPE_UINT32, FieldDescriptor.CPPTYPE_UINT64)
+        if fd.cpp_type in unsigned and value < 0:
+            raise NetError(f"{path}: expected a non-negative integer, got {value}")
+    if fd.cpp_type in (FieldDescriptor.CPPTYPE_FLOAT, FieldDescriptor.CPPTYPE_DOUBLE):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise NetError(f"{path}: expected a number, got {value!r}")
+        return float(value)
+    if fd.type == FieldDescriptor.TYPE_STRING and not isinstance(value, str):
+        raise NetError(f"{path}: expected a string, got {value!r}")
+    return value
