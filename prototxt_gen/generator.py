@@ -1,0 +1,53 @@
+"""From a spec to a Net: stem, then every stage's units, then the head, through the builders."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from .blocks import BLOCKS, HEADS, STEMS, Builder
+from .errors import SpecError
+from .net import Net
+from .shapes import infer
+from .spec import Spec, load_spec
+
+
+def generate(spec: Spec | str | Path, input_shape: Sequence[int] | None = None,
+             num_classes: int | None = None) -> Net:
+    """Build the network a spec describes. `spec` is a Spec, a path to a TOML file or the name
+    of a built-in template ("resnet50"). Shapes are checked on the way out, so an input too small
+    for the network fails here, naming the layer."""
+    if not isinstance(spec, Spec):
+        spec = _resolve(spec)
+    shape = tuple(input_shape) if input_shape is not None else spec.input_shape
+    if len(shape) != 4 or any(not isinstance(d, int) or d < 1 for d in shape):
+        raise SpecError(f"input shape {shape}: expected 4 positive integers N, C, H, W")
+    head = dict(spec.head.params)
+    if num_classes is not None:
+        if "num_classes" not in head:
+            raise SpecError(f"{spec.source}: head kind '{spec.head.kind}' has no num_classes")
+        head["num_classes"] = num_classes
+
+    net = Net(spec.name)
+    net.add_input(spec.input_name, shape)
+    b = Builder(net, spec.naming, channels=shape[1],
+                conv_relu_top_first=spec.conv_relu_top_first)
+    x = STEMS[spec.stem.kind].build(b, spec.input_name, **spec.stem.params)
+    stage_no = spec.first_stage
+    for stage_no, stage in enumerate(spec.stages, start=spec.first_stage):
+        build = BLOCKS[stage.block].build
+        for k in range(stage.units):
+            params = dict(stage.params)
+            if k and "stride" in params:
+                params["stride"] = 1  # only a stage's first unit changes resolution
+            x = build(b, spec.naming.unit_id(stage_no, k, stage.suffix), x, k == 0, **params)
+    HEADS[spec.head.kind].build(b, x, last_stage=stage_no, **head)
+    infer(net)
+    return net
+
+
+def _resolve(spec: str | Path) -> Spec:
+    from .catalog import find_template
+    path = Path(spec)
+    if path.suffix == ".toml" or len(path.parts) > 1:
+        return load_spec(path)
+    return load_spec(find_template(str(spec)))

@@ -1,0 +1,82 @@
+"""Layer naming: a scheme is a set of format strings, one per kind of layer a builder emits.
+
+The "kaiming" scheme reproduces the 2016 ResNet release (conv1, bn_conv1, res2a_branch2a,
+bn2a_branch2a, scale2a_branch2a, res2a_branch2a_relu, res2a, res2a_relu, pool5, fc1000, prob).
+A spec picks a scheme and may override single templates in its [naming] table.
+"""
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass
+
+from .errors import SpecError
+
+# Placeholders each template may use.
+FIELDS = {
+    "stem_conv": (),
+    "stem_bn": ("conv",),
+    "stem_scale": ("conv",),
+    "stem_pool": (),
+    "conv": ("unit", "branch"),
+    "bn": ("unit", "branch", "conv"),
+    "scale": ("unit", "branch", "conv"),
+    "relu": ("unit", "branch", "conv"),
+    "add": ("unit",),
+    "add_relu": ("unit",),
+    "head_pool": ("stage",),
+    "fc": ("num_classes",),
+    "prob": (),
+}
+
+SCHEMES = {
+    "kaiming": {
+        "stem_conv": "conv1",
+        "stem_bn": "bn_{conv}",
+        "stem_scale": "scale_{conv}",
+        "stem_pool": "pool1",
+        "conv": "res{unit}_branch{branch}",
+        "bn": "bn{unit}_branch{branch}",
+        "scale": "scale{unit}_branch{branch}",
+        "relu": "{conv}_relu",
+        "add": "res{unit}",
+        "add_relu": "res{unit}_relu",
+        "head_pool": "pool{stage}",
+        "fc": "fc{num_classes}",
+        "prob": "prob",
+    },
+}
+
+
+@dataclass(frozen=True)
+class Naming:
+    templates: dict[str, str]
+
+    def __call__(self, kind: str, **fields: object) -> str:
+        return self.templates[kind].format(**fields)
+
+    @staticmethod
+    def unit_id(stage: int, index: int, suffix: str) -> str:
+        """Block id within the net: stage number plus a letter ("3a", "3b", ...) or, for
+        suffix "numbered", "a" then "b1", "b2", ... as the 101/152 release names its long stages."""
+        if suffix == "numbered":
+            return f"{stage}a" if index == 0 else f"{stage}b{index}"
+        return f"{stage}{string.ascii_lowercase[index]}"
+
+
+def make_naming(scheme: str, overrides: dict[str, str], source: str) -> Naming:
+    """The scheme's templates with `overrides` (template kind -> format string) checked and
+    applied."""
+    templates = dict(SCHEMES[scheme])
+    for kind, template in overrides.items():
+        try:
+            used = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+        except ValueError as exc:
+            raise SpecError(f"{source}: naming.{kind}: bad template \"{template}\": {exc}") \
+                from None
+        unknown = used - set(FIELDS[kind])
+        if unknown:
+            allowed = ", ".join("{" + f + "}" for f in FIELDS[kind]) or "none"
+            raise SpecError(f"{source}: naming.{kind}: unknown placeholder "
+                            f"{{{sorted(unknown)[0]}}} (allowed: {allowed})")
+        templates[kind] = template
+    return Naming(templates)
