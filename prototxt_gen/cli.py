@@ -1,0 +1,155 @@
+"""The `prototxt-gen` command.
+
+Generating a network must stay fast and light: nothing here imports torch, onnx or numpy.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from typing import Callable, Sequence
+
+from . import __version__
+from .errors import PrototxtGenError
+
+PROG = "prototxt-gen"
+
+USAGE = f"""\
+{PROG} MODEL [options]          write a built-in model's prototxt
+       {PROG} --spec FILE [options]    write the network a TOML spec describes
+       {PROG} list                     list the built-in models"""
+
+EXAMPLES = f"""\
+examples:
+  {PROG} resnet50 > deploy.prototxt
+      the original ResNet-50 deploy file, byte for byte
+  {PROG} resnet101 --input-shape 8,3,448,448 --num-classes 10 -o r101.prototxt
+      batch 8, 448x448 input (pooling adapts), a 10-way classifier named fc10
+  {PROG} resnet18 --layout modern
+      BVLC's current layout: 2-space indent, an Input layer
+  {PROG} --spec my_resnet.toml -o my_resnet.prototxt
+      your own network; start from a file in templates/
+
+exit status: 0 success, 2 bad input or usage, 1 output could not be written"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, not argparse's usage dump
+        self.exit(2, f"{PROG}: error: {message} (see '{PROG} --help')\n")
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    parts = re.split(r"[,x×]", text.strip())
+    try:
+        dims = tuple(int(p) for p in parts)
+    except ValueError:
+        dims = ()
+    if len(dims) != 4 or any(d < 1 for d in dims):
+        raise argparse.ArgumentTypeError(
+            f"expected N,C,H,W (four positive integers), got '{text}'")
+    return dims
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'")
+    return value
+
+
+def _generate_parser() -> argparse.ArgumentParser:
+    from .net import INPUT_STYLES
+    from .prototxt import LAYOUTS
+    p = _Parser(prog=PROG, usage=USAGE, epilog=EXAMPLES,
+                formatter_class=argparse.RawDescriptionHelpFormatter,
+                description="Generate Caffe network definitions (prototxt) from declarative "
+                            "block specs.")
+    p.add_argument("model", nargs="?", help="built-in model name (see 'list')")
+    p.add_argument("--spec", metavar="FILE", help="build from this TOML spec instead")
+    p.add_argument("-o", "--output", metavar="FILE",
+                   help="write here (atomically) instead of standard output")
+    p.add_argument("--input-shape", type=_shape, metavar="N,C,H,W",
+                   help="input blob shape (default: the spec's, 1,3,224,224 for ResNets)")
+    p.add_argument("--num-classes", type=_positive, metavar="K",
+                   help="classifier outputs (default: the spec's, 1000)")
+    p.add_argument("--input-style", choices=INPUT_STYLES,
+                   help="how the input is declared: input_dim (input + 4 input_dim), "
+                        "input_shape, or an Input layer (default: the layout's)")
+    p.add_argument("--layout", choices=list(LAYOUTS),
+                   help="; ".join(f"{k}: {v.description}" for k, v in LAYOUTS.items()))
+    p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    return p
+
+
+def cmd_generate(argv: Sequence[str]) -> int:
+    args = _generate_parser().parse_args(argv)
+    from .generator import generate
+    from .spec import load_spec
+    if args.spec and args.model:
+        raise PrototxtGenError("give a model name or --spec FILE, not both")
+    if args.spec:
+        spec = load_spec(args.spec)
+    elif args.model:
+        from .catalog import find_template
+        spec = load_spec(find_template(args.model))
+    else:
+        raise PrototxtGenError(f"no model given (try '{PROG} list' or '{PROG} --help')")
+    net = generate(spec, input_shape=args.input_shape, num_classes=args.num_classes)
+    text = net.to_prototxt(args.layout or spec.layout,
+                           args.input_style or (None if args.layout else spec.input_style))
+    _emit(text, args.output)
+    return 0
+
+
+def cmd_list(argv: Sequence[str]) -> int:
+    p = _Parser(prog=f"{PROG} list", description="List the built-in models.")
+    p.parse_args(argv)
+    from .catalog import describe_templates
+    rows = sorted(describe_templates(), key=lambda r: _natural(r[0]))
+    width = max((len(name) for name, _ in rows), default=0)
+    _emit("".join(f"{name:<{width}}  {desc}\n" for name, desc in rows), None)
+    return 0
+
+
+def _natural(name: str) -> list:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+
+
+def _emit(text: str, output: str | None) -> None:
+    if output and output != "-":
+        from .fileio import atomic_write
+        atomic_write(output, text)
+    else:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+
+COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
+    "list": cmd_list,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = COMMANDS.get(argv[0]) if argv else None
+    try:
+        if command:
+            return command(argv[1:])
+        return cmd_generate(argv)
+    except PrototxtGenError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, as Python's docs recommend.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
