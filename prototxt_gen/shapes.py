@@ -186,42 +186,45 @@ def _same_bottoms(bottoms: list[Shape]) -> Shape:
     return bottoms[0]
 
 
-@rule("Convolution")
-def _convolution(p, bottoms):
+def _conv_size(size: int, k: int, pad: int, stride: int, dilation: int) -> int:
+    extent = dilation * (k - 1) + 1
+    out = (size + 2 * pad - extent) // stride + 1
+    if out < 1:
+        raise ShapeMismatch(f"kernel extent {extent} does not fit input size {size} with pad {pad}")
+    return out
+
+
+def _deconv_size(size: int, k: int, pad: int, stride: int, dilation: int) -> int:
+    out = stride * (size - 1) + dilation * (k - 1) + 1 - 2 * pad
+    if out < 1:
+        raise ShapeMismatch(f"output size {out} with pad {pad} is not positive")
+    return out
+
+
+def _conv_family(p, bottoms, size_rule, transposed: bool):
+    """Convolution and Deconvolution: same parameters, per-axis size rule and weight layout
+    differ (deconvolution stores (C_in, num_output/group, k...))."""
     cp = p.convolution_param
     bottom = _same_bottoms(bottoms)
     axis, kernel, pad, stride, dilation, channels, group = _conv_geometry(cp, bottom)
-    out = []
-    for size, k, q, s, d in zip(bottom[axis + 1:], kernel, pad, stride, dilation):
-        extent = d * (k - 1) + 1
-        o = (size + 2 * q - extent) // s + 1
-        if o < 1:
-            raise ShapeMismatch(f"kernel extent {extent} does not fit input size {size} "
-                                f"with pad {q}")
-        out.append(o)
-    top = bottom[:axis] + (cp.num_output,) + tuple(out)
-    blobs = [(cp.num_output, channels // group, *kernel)]
+    out = tuple(size_rule(*axis_params) for axis_params in
+                zip(bottom[axis + 1:], kernel, pad, stride, dilation))
+    top = bottom[:axis] + (cp.num_output,) + out
+    n = cp.num_output
+    blobs = [(channels, n // group, *kernel) if transposed else (n, channels // group, *kernel)]
     if cp.bias_term:
-        blobs.append((cp.num_output,))
+        blobs.append((n,))
     return [top] * len(bottoms), blobs
+
+
+@rule("Convolution")
+def _convolution(p, bottoms):
+    return _conv_family(p, bottoms, _conv_size, transposed=False)
 
 
 @rule("Deconvolution")
 def _deconvolution(p, bottoms):
-    cp = p.convolution_param
-    bottom = _same_bottoms(bottoms)
-    axis, kernel, pad, stride, dilation, channels, group = _conv_geometry(cp, bottom)
-    out = []
-    for size, k, q, s, d in zip(bottom[axis + 1:], kernel, pad, stride, dilation):
-        o = s * (size - 1) + d * (k - 1) + 1 - 2 * q
-        if o < 1:
-            raise ShapeMismatch(f"output size {o} with pad {q} is not positive")
-        out.append(o)
-    top = bottom[:axis] + (cp.num_output,) + tuple(out)
-    blobs = [(channels, cp.num_output // group, *kernel)]
-    if cp.bias_term:
-        blobs.append((cp.num_output,))
-    return [top] * len(bottoms), blobs
+    return _conv_family(p, bottoms, _deconv_size, transposed=True)
 
 
 def pooling_output(size: int, kernel: int, pad: int, stride: int, ceil: bool) -> int:
