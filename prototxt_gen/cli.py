@@ -87,17 +87,13 @@ def _generate_parser() -> argparse.ArgumentParser:
 
 def cmd_generate(argv: Sequence[str]) -> int:
     args = _generate_parser().parse_args(argv)
-    from .generator import generate
+    from .generator import generate, resolve_spec
     from .spec import load_spec
     if args.spec and args.model:
         raise PrototxtGenError("give a model name or --spec FILE, not both")
-    if args.spec:
-        spec = load_spec(args.spec)
-    elif args.model:
-        from .catalog import find_template
-        spec = load_spec(find_template(args.model))
-    else:
+    if not (args.spec or args.model):
         raise PrototxtGenError(f"no model given (try '{PROG} list' or '{PROG} --help')")
+    spec = load_spec(args.spec) if args.spec else resolve_spec(args.model)
     net = generate(spec, input_shape=args.input_shape, num_classes=args.num_classes)
     text = net.to_prototxt(args.layout or spec.layout,
                            args.input_style or (None if args.layout else spec.input_style))

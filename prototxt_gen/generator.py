@@ -17,7 +17,7 @@ def generate(spec: Spec | str | Path, input_shape: Sequence[int] | None = None,
     of a built-in template ("resnet50"). Shapes are checked on the way out, so an input too small
     for the network fails here, naming the layer."""
     if not isinstance(spec, Spec):
-        spec = _resolve(spec)
+        spec = resolve_spec(spec)
     shape = tuple(input_shape) if input_shape is not None else spec.input_shape
     if len(shape) != 4 or any(not isinstance(d, int) or d < 1 for d in shape):
         raise SpecError(f"input shape {shape}: expected 4 positive integers N, C, H, W")
@@ -45,7 +45,8 @@ def generate(spec: Spec | str | Path, input_shape: Sequence[int] | None = None,
     return net
 
 
-def _resolve(spec: str | Path) -> Spec:
+def resolve_spec(spec: str | Path) -> Spec:
+    """A built-in template by name ("resnet50"), or a spec file (a .toml name or a path)."""
     from .catalog import find_template
     path = Path(spec)
     if path.suffix == ".toml" or len(path.parts) > 1:
