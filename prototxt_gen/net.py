@@ -17,6 +17,7 @@ from google.protobuf.message import Message
 
 from . import caffe_pb2
 from ._pb import is_repeated
+from .prototxt import format_message, get_layout
 from .errors import NetError
 
 INPUT_STYLES = ("input_dim", "input_shape", "layer")
@@ -188,7 +189,6 @@ class Net:
         """Prototxt text. `layout` is a name from prototxt.LAYOUTS ("original": the 2016 ResNet
         release's tabs and field order; "modern": Caffe's own writer). The input style defaults
         to the layout's."""
-        from .prototxt import get_layout, format_message
         lay = get_layout(layout)
         proto = self.to_proto(input_style or lay.input_style)
         first = len(proto.layer) - len(self.layers)  # an Input layer may come first
@@ -220,12 +220,8 @@ class Net:
         layers = list(proto.layer)
         if layers and layers[0].type == "Input" and not proto.input:
             first = layers.pop(0)
-            shapes = list(first.input_param.shape)
-            if len(shapes) not in (1, len(first.top)):
-                raise NetError(f"layer '{first.name}': {len(first.top)} tops but "
-                               f"{len(shapes)} shapes")
-            for k, top in enumerate(first.top):
-                net.add_input(top, shapes[k if len(shapes) > 1 else 0].dim)
+            for top, shape in zip(first.top, input_layer_shapes(first)):
+                net.add_input(top, shape)
             net.input_layer_name = first.name
         for lp in layers:
             param = caffe_pb2.LayerParameter()
@@ -233,6 +229,18 @@ class Net:
             del param.blobs[:]
             net.layers.append(Layer(param))
         return net
+
+
+def input_layer_shapes(param: caffe_pb2.LayerParameter) -> list[tuple[int, ...]]:
+    """The shape of each top of an Input layer: one `shape` per top, or one for all (Caffe's
+    InputLayer rule)."""
+    shapes = [tuple(s.dim) for s in param.input_param.shape]
+    tops = len(param.top)
+    if len(shapes) == 1:
+        return shapes * tops
+    if len(shapes) != tops:
+        raise NetError(f"layer '{param.name}': {tops} tops but {len(shapes)} input shapes")
+    return shapes
 
 
 # -- filling protobuf messages from plain Python values -------------------------------------------

@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 from . import caffe_pb2
 from ._pb import is_repeated
 from .errors import NetError
-from .net import Layer, Net
+from .net import Layer, Net, input_layer_shapes
 
 Shape = tuple[int, ...]
 Rule = Callable[[caffe_pb2.LayerParameter, list[Shape]], tuple[list[Shape], list[Shape]]]
@@ -60,7 +60,7 @@ def infer(net: Net) -> list[LayerShapes]:
         try:
             tops, weights = fn(layer.param, bottoms)
         except ShapeMismatch as exc:
-            shapes = ", ".join("×".join(map(str, s)) for s in bottoms)
+            shapes = ", ".join(_fmt(s) for s in bottoms)
             raise NetError(f"{where}: {exc} (input {shapes or 'none'})") from None
         if len(tops) < len(layer.top):
             raise NetError(f"{where}: has {len(layer.top)} tops, the layer type produces "
@@ -146,13 +146,7 @@ def _fmt(shape: Sequence[int]) -> str:
 
 @rule("Input")
 def _input(p, bottoms):
-    shapes = [tuple(s.dim) for s in p.input_param.shape]
-    n = len(p.top)
-    if len(shapes) == 1:
-        shapes = shapes * n
-    if len(shapes) != n:
-        raise ShapeMismatch(f"{n} tops but {len(shapes)} input shapes")
-    return shapes, []
+    return input_layer_shapes(p), []
 
 
 def _conv_geometry(cp, bottom: Shape):

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 import string
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -62,8 +62,8 @@ class Spec:
     naming: Naming
     first_stage: int
     stem: Part
-    stages: list[Stage] = field(default_factory=list)
-    head: Part | None = None
+    stages: list[Stage]
+    head: Part
 
 
 def load_spec(path: str | Path) -> Spec:
