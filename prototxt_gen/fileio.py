@@ -1,19 +1,29 @@
 """Writing files so that a failure never leaves a half-written output behind."""
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
+from typing import BinaryIO, Iterator
 
-from .errors import OutputError
+from .errors import NetError, OutputError
 
 
 def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
     """Write `data` to a temporary file beside `path`, then rename it over `path`: readers see
     the old file or the complete new one, never a partial one."""
-    path = Path(path)
     if isinstance(data, str):
         data = data.encode("utf-8")
+    with atomic_open(path) as f:
+        f.write(data)
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
+    """A binary file to stream into; it replaces `path` only when the block ends without an
+    exception (and keeps the old file's permissions)."""
+    path = Path(path)
     if path.is_dir():
         raise OutputError(f"{path}: is a directory")
     try:
@@ -30,7 +40,7 @@ def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
         raise OutputError(f"{path}: cannot write: {exc.strerror}") from None
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, mode)
@@ -43,3 +53,19 @@ def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
         if isinstance(exc, OSError):
             raise OutputError(f"{path}: cannot write: {exc.strerror}") from None
         raise
+
+
+def read_input(path: str | os.PathLike, what: str = "file") -> bytes:
+    """The bytes of an input file, with one-line errors for the usual mistakes."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise NetError(f"{path}: no such {what}") from None
+    except IsADirectoryError:
+        raise NetError(f"{path}: is a directory, not a {what}") from None
+    except OSError as exc:
+        raise NetError(f"{path}: cannot read: {exc.strerror}") from None
+    if not data:
+        raise NetError(f"{path}: the file is empty")
+    return data

@@ -34,15 +34,19 @@ class InputBlob:
 class Layer:
     """One layer: `param` is its caffe.LayerParameter (without weights), `blobs` its weights.
     `text_order`, when set, lists LayerParameter fields to write first in this layer's prototxt
-    text, overriding the layout (some releases order fields differently in some layers)."""
+    text, overriding the layout (some releases order fields differently in some layers).
+    `extra` holds fields a fork added to this layer that caffe.proto lacks (dotted path ->
+    list of plain values), for fork layer implementations to read."""
 
-    __slots__ = ("param", "blobs", "text_order")
+    __slots__ = ("param", "blobs", "text_order", "extra")
 
     def __init__(self, param: caffe_pb2.LayerParameter, blobs: Iterable[Any] = (),
-                 text_order: tuple[str, ...] | None = None):
+                 text_order: tuple[str, ...] | None = None,
+                 extra: dict[str, list] | None = None):
         self.param = param
         self.blobs = list(blobs)
         self.text_order = text_order
+        self.extra = extra or {}
 
     @property
     def name(self) -> str:
@@ -80,6 +84,10 @@ class Net:
         self.layers: list[Layer] = list(layers)
         # Name of the Input layer when inputs are written as one (default: the blob's name).
         self.input_layer_name: str | None = None
+        # What the reader noticed (fork fields, duplicate names...) and what it upgraded from
+        # old syntax, one line each.
+        self.warnings: list[str] = []
+        self.notes: list[str] = []
         self._indexed: tuple | None = None
 
     # -- building ---------------------------------------------------------------------------------
@@ -197,38 +205,101 @@ class Net:
         return format_message(proto, lay, layer_orders=orders)
 
     @classmethod
-    def from_proto(cls, proto: caffe_pb2.NetParameter) -> "Net":
-        """A Net from a current-syntax NetParameter (`layer {}` entries, any of the three input
-        forms). An Input layer in first position becomes the net's input declaration."""
-        if len(proto.layers):
-            raise NetError("this net uses the legacy V1 'layers' syntax, which Net.from_proto does "
-                           "not upgrade")
-        net = cls(proto.name)
-        dims = list(proto.input_dim)
-        if proto.input_shape and dims:
-            raise NetError("the net declares both input_shape and input_dim")
-        for k, name in enumerate(proto.input):
-            if k < len(proto.input_shape):
-                net.add_input(name, proto.input_shape[k].dim)
-            elif dims:
-                if len(dims) < 4 * (k + 1):
-                    raise NetError(f"input '{name}': expected 4 input_dim values per input, "
-                                   f"found {len(dims)} for {len(proto.input)} inputs")
-                net.add_input(name, dims[4 * k: 4 * k + 4])
-            else:
-                raise NetError(f"input '{name}' has no shape (no input_shape or input_dim)")
-        layers = list(proto.layer)
-        if layers and layers[0].type == "Input" and not proto.input:
-            first = layers.pop(0)
-            for top, shape in zip(first.top, input_layer_shapes(first)):
-                net.add_input(top, shape)
-            net.input_layer_name = first.name
-        for lp in layers:
+    def from_proto(cls, proto: caffe_pb2.NetParameter, phase: str | None = None) -> "Net":
+        """A Net from a NetParameter in any historical syntax (upgraded as Caffe does), keeping
+        the layers of `phase` (default: the file's state, TEST if none). An Input layer in first
+        position becomes the net's input declaration. Weights in the message are not copied:
+        see caffemodel.load_weights."""
+        from .upgrade import make_state, upgrade_net
+        up = upgrade_net(proto)
+        return cls._from_upgraded(up, make_state(up.state, phase))
+
+    @classmethod
+    def _from_upgraded(cls, up, state, extras: dict | None = None) -> "Net":
+        from .upgrade import layer_included
+        net = cls(up.name)
+        net.notes = list(up.notes)
+        for name, shape in up.inputs:
+            net.add_input(name, shape)
+        first = True
+        for lp, origin in zip(up.layers, up.origins):
+            if not layer_included(state, lp):
+                continue
+            if first and lp.type == "Input" and not up.inputs:
+                for top, shape in zip(lp.top, input_layer_shapes(lp)):
+                    net.add_input(top, shape)
+                net.input_layer_name = lp.name
+                first = False
+                continue
+            first = False
             param = caffe_pb2.LayerParameter()
             param.CopyFrom(lp)
             del param.blobs[:]
-            net.layers.append(Layer(param))
+            extra = extras.get(origin) if extras else None
+            net.layers.append(Layer(param, extra=extra))
         return net
+
+    def check(self) -> None:
+        """Caffe's graph rules: every bottom is produced by an earlier layer or an input, no
+        blob is produced twice except in place. Duplicate layer names only warn (Caffe
+        accepts them, but weights are matched by name)."""
+        producer: dict[str, str] = {i.name: f"input '{i.name}'" for i in self.inputs}
+        later: dict[str, int] = {}
+        for k, layer in enumerate(self.layers):
+            for t in layer.top:
+                later.setdefault(t, k)
+        names: set[str] = set()
+        for k, layer in enumerate(self.layers):
+            where = f"layer '{layer.name}' ({layer.type})"
+            if layer.name in names:
+                self.warnings.append(f"{where}: another layer has the same name; weights are "
+                                     "matched to the first")
+            names.add(layer.name)
+            for b in layer.bottom:
+                if b in producer:
+                    continue
+                if b in later:
+                    cycle = self._cycle_through(k)
+                    if cycle:
+                        raise NetError(f"{where}: the graph has a cycle: "
+                                       + " -> ".join(f"'{c}'" for c in cycle))
+                    raise NetError(f"{where}: bottom '{b}' is produced only later, by layer "
+                                   f"'{self.layers[later[b]].name}' (Caffe runs layers in "
+                                   "file order)")
+                raise NetError(f"{where}: bottom '{b}' is not produced by any layer or input")
+            for t in layer.top:
+                if t in producer and t not in layer.bottom:
+                    raise NetError(f"{where}: top '{t}' is already produced by {producer[t]} "
+                                   "(only an in-place layer may reuse a blob name)")
+                producer[t] = f"layer '{layer.name}'"
+
+    def _cycle_through(self, start: int) -> list[str] | None:
+        """Layer names on a cycle through layer `start`, following bottoms to any producer."""
+        producers: dict[str, list[int]] = {}
+        for k, layer in enumerate(self.layers):
+            for t in layer.top:
+                if t not in layer.bottom:
+                    producers.setdefault(t, []).append(k)
+        path: list[int] = []
+        seen: set[int] = set()
+
+        def visit(k: int) -> bool:
+            path.append(k)
+            for b in self.layers[k].bottom:
+                for p in producers.get(b, ()):
+                    if p == start:
+                        return True
+                    if p not in seen:
+                        seen.add(p)
+                        if visit(p):
+                            return True
+            path.pop()
+            return False
+
+        if visit(start):
+            names = [self.layers[k].name for k in reversed(path)]
+            return names + [names[0]]
+        return None
 
 
 def input_layer_shapes(param: caffe_pb2.LayerParameter) -> list[tuple[int, ...]]:

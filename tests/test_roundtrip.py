@@ -6,6 +6,7 @@ from prototxt_gen import Net, caffe_pb2, generate
 from prototxt_gen.catalog import template_names
 from prototxt_gen.errors import NetError
 from prototxt_gen.prototxt import format_message, parse_prototxt
+from prototxt_gen.textproto import parse_net_text
 
 from conftest import KAIMING, ZOO
 
@@ -38,8 +39,8 @@ def test_release_files_round_trip_through_the_writer(depth):
 
 
 ZOO_FILES = sorted(p.name for p in ZOO.glob("*.prototxt"))
-# Fork-only fields that BVLC's schema (and so protobuf's parser) rejects; the lenient reader
-# is separate work. Both files carry PoolingParameter.ceil_mode.
+# Fork-only fields that BVLC's schema (and so protobuf's strict parser, like Caffe's) rejects.
+# Both files carry PoolingParameter.ceil_mode; prototxt_gen.reader reads them (test_reader).
 FORK_FIELDS = {"densenet_121.prototxt": "ceil_mode",
                "soeaver_resnext50-32x4d.prototxt": "ceil_mode"}
 
@@ -58,6 +59,21 @@ def test_zoo_files_survive_the_writer(name):
         written = format_message(proto, layout)
         assert parse_prototxt(written) == proto
         assert format_message(parse_prototxt(written), layout) == written
+
+
+@pytest.mark.parametrize("name", ZOO_FILES)
+def test_our_text_parser_agrees_with_protobufs(name):
+    """The tolerant parser (textproto) builds the same message as protobuf's own TextFormat
+    parser on every real file; on fork files, the same as protobuf on the file with the fork
+    field written the BVLC way (ceil_mode: false -> round_mode: FLOOR)."""
+    text = (ZOO / name).read_text()
+    ours = parse_net_text(text, name)
+    if name in FORK_FIELDS:
+        assert {u.path for u in ours.unknown} == {"layer.pooling_param.ceil_mode"}
+        text = text.replace("ceil_mode: false", "round_mode: FLOOR")
+    else:
+        assert ours.unknown == []
+    assert ours.message == parse_prototxt(text, name)
 
 
 def test_float_fields_keep_their_exact_value():
