@@ -1,7 +1,8 @@
 """Blob shapes and weight shapes of every layer, with Caffe's own arithmetic.
 
-One rule per layer type, registered in RULES: rule(layer_param, bottom_shapes) returns
-(top_shapes, weight_blob_shapes). The arithmetic follows Caffe's Reshape/LayerSetUp code as
+One rule per layer type, registered in RULES: rule(layer, bottom_shapes) returns
+(top_shapes, weight_blob_shapes); fork layers (Axpy, Permute, Normalize) are rules like any other,
+and users add their own with @rule. The arithmetic follows Caffe's Reshape/LayerSetUp code as
 recorded in caffe_facts.md (§2 blob layouts, §4 output sizes), including pooling's ceil rounding
 and clip rule. A rule reports a misfit by raising ShapeMismatch; infer() names the layer.
 """
@@ -17,7 +18,7 @@ from .errors import NetError
 from .net import Layer, Net, input_layer_shapes
 
 Shape = tuple[int, ...]
-Rule = Callable[[caffe_pb2.LayerParameter, list[Shape]], tuple[list[Shape], list[Shape]]]
+Rule = Callable[[Layer, list[Shape]], tuple[list[Shape], list[Shape]]]
 
 RULES: dict[str, Rule] = {}
 
@@ -27,6 +28,14 @@ class ShapeMismatch(Exception):
 
 
 def rule(*types: str) -> Callable[[Rule], Rule]:
+    """Register a shape rule for layer types: fn(layer, bottom_shapes) returns (top_shapes,
+    weight_blob_shapes). Users register rules for their own (fork) layer types the same way:
+
+        @prototxt_gen.shapes.rule("MyLayer")
+        def my_layer(layer, bottoms):
+            return [bottoms[0]], []
+
+    `layer.param` is the LayerParameter; `layer.extra` holds fork fields caffe.proto lacks."""
     def register(fn: Rule) -> Rule:
         for t in types:
             RULES[t] = fn
@@ -56,9 +65,10 @@ def infer(net: Net) -> list[LayerShapes]:
             bottoms.append(blobs[b])
         fn = RULES.get(layer.type)
         if fn is None:
-            raise NetError(f"{where}: no shape rule for layer type '{layer.type}'")
+            raise NetError(f"{where}: no shape rule for layer type '{layer.type}' (a fork's "
+                           "layer? register one with prototxt_gen.shapes.rule)")
         try:
-            tops, weights = fn(layer.param, bottoms)
+            tops, weights = fn(layer, bottoms)
         except ShapeMismatch as exc:
             shapes = ", ".join(_fmt(s) for s in bottoms)
             raise NetError(f"{where}: {exc} (input {shapes or 'none'})") from None
@@ -145,7 +155,8 @@ def _fmt(shape: Sequence[int]) -> str:
 # -- rules ----------------------------------------------------------------------------------------
 
 @rule("Input")
-def _input(p, bottoms):
+def _input(layer, bottoms):
+    p = layer.param
     return input_layer_shapes(p), []
 
 
@@ -212,12 +223,14 @@ def _conv_family(p, bottoms, size_rule, transposed: bool):
 
 
 @rule("Convolution")
-def _convolution(p, bottoms):
+def _convolution(layer, bottoms):
+    p = layer.param
     return _conv_family(p, bottoms, _conv_size, transposed=False)
 
 
 @rule("Deconvolution")
-def _deconvolution(p, bottoms):
+def _deconvolution(layer, bottoms):
+    p = layer.param
     return _conv_family(p, bottoms, _deconv_size, transposed=True)
 
 
@@ -232,7 +245,8 @@ def pooling_output(size: int, kernel: int, pad: int, stride: int, ceil: bool) ->
 
 
 @rule("Pooling")
-def _pooling(p, bottoms):
+def _pooling(layer, bottoms):
+    p = layer.param
     pp = p.pooling_param
     bottom = _one_bottom(bottoms)
     if len(bottom) != 4:
@@ -264,7 +278,8 @@ def _pooling(p, bottoms):
 
 
 @rule("InnerProduct")
-def _inner_product(p, bottoms):
+def _inner_product(layer, bottoms):
+    p = layer.param
     ip = p.inner_product_param
     bottom = _one_bottom(bottoms)
     axis = _axis(ip.axis, len(bottom))
@@ -277,7 +292,7 @@ def _inner_product(p, bottoms):
 
 
 @rule("BatchNorm")
-def _batch_norm(p, bottoms):
+def _batch_norm(layer, bottoms):
     bottom = _one_bottom(bottoms)
     channels = bottom[1] if len(bottom) > 1 else 1
     return [bottom], [(channels,), (channels,), (1,)]
@@ -301,7 +316,8 @@ def _broadcast_check(bottom: Shape, other: Shape, axis: int) -> None:
 
 
 @rule("Scale")
-def _scale(p, bottoms):
+def _scale(layer, bottoms):
+    p = layer.param
     sp = p.scale_param
     if len(bottoms) == 2:
         _broadcast_check(bottoms[0], bottoms[1], sp.axis)
@@ -312,7 +328,8 @@ def _scale(p, bottoms):
 
 
 @rule("Bias")
-def _bias(p, bottoms):
+def _bias(layer, bottoms):
+    p = layer.param
     bp = p.bias_param
     if len(bottoms) == 2:
         _broadcast_check(bottoms[0], bottoms[1], bp.axis)
@@ -322,13 +339,14 @@ def _bias(p, bottoms):
 
 
 @rule("ReLU", "Sigmoid", "TanH", "AbsVal", "BNLL", "ELU", "Power", "Exp", "Log", "Dropout",
-      "Threshold", "Clip", "Swish", "LRN", "MVN")
-def _same_shape(p, bottoms):
+      "Threshold", "Clip", "Swish", "LRN", "MVN", "ReLU6", "ShuffleChannel")
+def _same_shape(layer, bottoms):
     return [_one_bottom(bottoms)], []
 
 
 @rule("PReLU")
-def _prelu(p, bottoms):
+def _prelu(layer, bottoms):
+    p = layer.param
     bottom = _one_bottom(bottoms)
     if len(bottom) < 2:
         raise ShapeMismatch("PReLU needs an input with a channel axis")
@@ -336,14 +354,16 @@ def _prelu(p, bottoms):
 
 
 @rule("Softmax")
-def _softmax(p, bottoms):
+def _softmax(layer, bottoms):
+    p = layer.param
     bottom = _one_bottom(bottoms)
     _axis(p.softmax_param.axis, len(bottom))
     return [bottom], []
 
 
 @rule("Eltwise")
-def _eltwise(p, bottoms):
+def _eltwise(layer, bottoms):
+    p = layer.param
     if len(bottoms) < 2:
         raise ShapeMismatch(f"Eltwise needs at least 2 bottoms, got {len(bottoms)}")
     if any(b != bottoms[0] for b in bottoms):
@@ -358,7 +378,8 @@ def _eltwise(p, bottoms):
 
 
 @rule("Concat")
-def _concat(p, bottoms):
+def _concat(layer, bottoms):
+    p = layer.param
     if not bottoms:
         raise ShapeMismatch("Concat needs at least 1 bottom")
     cp = p.concat_param
@@ -374,7 +395,8 @@ def _concat(p, bottoms):
 
 
 @rule("Flatten")
-def _flatten(p, bottoms):
+def _flatten(layer, bottoms):
+    p = layer.param
     bottom = _one_bottom(bottoms)
     fp = p.flatten_param
     start = _axis(fp.axis, len(bottom))
@@ -385,6 +407,243 @@ def _flatten(p, bottoms):
 
 
 @rule("Split")
-def _split(p, bottoms):
+def _split(layer, bottoms):
+    p = layer.param
     bottom = _one_bottom(bottoms)
     return [bottom] * max(1, len(p.top)), []
+
+
+@rule("Axpy")
+def _axpy(layer, bottoms):
+    # SENet's fork layer: top = a * x + y, with a (N, C, 1, 1) scaling x (N, C, H, W) per channel.
+    if len(bottoms) != 3:
+        raise ShapeMismatch(f"Axpy needs 3 bottoms (a, x, y), got {len(bottoms)}")
+    a, x, y = bottoms
+    if x != y:
+        raise ShapeMismatch(f"x {_fmt(x)} and y {_fmt(y)} must have the same shape")
+    if len(a) < 2 or a[:2] != x[:2] or any(d != 1 for d in a[2:]):
+        raise ShapeMismatch(f"a {_fmt(a)} must be N×C×1×1 for x {_fmt(x)}")
+    return [x], []
+
+
+@rule("Slice")
+def _slice(layer, bottoms):
+    sp = layer.param.slice_param
+    bottom = _one_bottom(bottoms)
+    axis = sp.axis if sp.HasField("axis") or not sp.HasField("slice_dim") else sp.slice_dim
+    axis = _axis(axis, len(bottom))
+    size = bottom[axis]
+    tops = len(layer.top)
+    points = list(sp.slice_point)
+    if points:
+        if len(points) != tops - 1:
+            raise ShapeMismatch(f"{len(points)} slice points need {len(points) + 1} tops, "
+                                f"the layer has {tops}")
+        bounds = [0] + points + [size]
+        if any(b >= e for b, e in zip(bounds, bounds[1:])):
+            raise ShapeMismatch(f"slice points {points} must increase within 1..{size - 1}")
+        sizes = [e - b for b, e in zip(bounds, bounds[1:])]
+    else:
+        if tops < 1 or size % tops:
+            raise ShapeMismatch(f"axis {axis} of size {size} does not split evenly into "
+                                f"{tops} tops")
+        sizes = [size // tops] * tops
+    return [bottom[:axis] + (n,) + bottom[axis + 1:] for n in sizes], []
+
+
+@rule("Reshape")
+def _reshape(layer, bottoms):
+    rp = layer.param.reshape_param
+    bottom = _one_bottom(bottoms)
+    ndim = len(bottom)
+    start = rp.axis + ndim + 1 if rp.axis < 0 else rp.axis
+    if not 0 <= start <= ndim:
+        raise ShapeMismatch(f"reshape_param.axis {rp.axis} is out of range")
+    end = ndim if rp.num_axes == -1 else start + rp.num_axes
+    if rp.num_axes < -1 or end > ndim:
+        raise ShapeMismatch(f"reshape_param.num_axes {rp.num_axes} is out of range")
+    dims = list(rp.shape.dim)
+    if sum(d == -1 for d in dims) > 1:
+        raise ShapeMismatch("at most one dimension may be -1")
+    new = []
+    for k, d in enumerate(dims):
+        if d == 0:
+            if start + k >= ndim:
+                raise ShapeMismatch(f"dim {k} is 0 (copy) but the input has no axis {start + k}")
+            new.append(bottom[start + k])
+        elif d < -1:
+            raise ShapeMismatch(f"dim {d} is invalid (use a size, 0 to copy or -1 to infer)")
+        else:
+            new.append(d)
+    replaced = math.prod(bottom[start:end])
+    if -1 in new:
+        known = math.prod(d for d in new if d != -1)
+        if known == 0 or replaced % known:
+            raise ShapeMismatch(f"cannot infer the -1 dimension: {replaced} elements do not "
+                                f"divide by {known}")
+        new[new.index(-1)] = replaced // known
+    elif math.prod(new) != replaced:
+        raise ShapeMismatch(f"shape {_fmt(new)} has {math.prod(new)} elements, the input "
+                            f"axes being replaced have {replaced}")
+    return [bottom[:start] + tuple(new) + bottom[end:]], []
+
+
+@rule("Crop")
+def _crop(layer, bottoms):
+    cp = layer.param.crop_param
+    if len(bottoms) != 2:
+        raise ShapeMismatch(f"Crop needs 2 bottoms (data, reference), got {len(bottoms)}")
+    data, ref = bottoms
+    if len(data) != len(ref):
+        raise ShapeMismatch(f"the reference {_fmt(ref)} must have as many axes as {_fmt(data)}")
+    axis = _axis(cp.axis, len(data))
+    offsets = list(cp.offset)
+    n = len(data) - axis
+    if len(offsets) == 1:
+        offsets *= n
+    elif not offsets:
+        offsets = [0] * n
+    elif len(offsets) != n:
+        raise ShapeMismatch(f"{len(offsets)} offsets for {n} cropped axes")
+    out = list(data)
+    for k, off in zip(range(axis, len(data)), offsets):
+        if off + ref[k] > data[k]:
+            raise ShapeMismatch(f"axis {k}: offset {off} + size {ref[k]} exceeds {data[k]}")
+        out[k] = ref[k]
+    return [tuple(out)], []
+
+
+@rule("Permute")
+def _permute(layer, bottoms):
+    # SSD's fork layer; its permute_param is not in caffe.proto, so it arrives in layer.extra.
+    bottom = _one_bottom(bottoms)
+    orders = [o for p in layer.extra.get("permute_param", []) if isinstance(p, dict)
+              for o in p.get("order", [])]
+    order: list[int] = []
+    for o in orders:
+        if not isinstance(o, int) or not 0 <= o < len(bottom) or o in order:
+            raise ShapeMismatch(f"permute order {orders} is not a permutation of the "
+                                f"{len(bottom)} axes")
+        order.append(o)
+    order += [k for k in range(len(bottom)) if k not in order]
+    return [tuple(bottom[k] for k in order)], []
+
+
+@rule("Reduction")
+def _reduction(layer, bottoms):
+    bottom = _one_bottom(bottoms)
+    axis = _axis(layer.param.reduction_param.axis, len(bottom)) if bottom else 0
+    return [bottom[:axis]], []
+
+
+@rule("ArgMax")
+def _argmax(layer, bottoms):
+    ap = layer.param.argmax_param
+    bottom = _one_bottom(bottoms)
+    if ap.HasField("axis"):
+        axis = _axis(ap.axis, len(bottom))
+        if ap.top_k > bottom[axis]:
+            raise ShapeMismatch(f"top_k {ap.top_k} exceeds axis size {bottom[axis]}")
+        return [bottom[:axis] + (ap.top_k,) + bottom[axis + 1:]], []
+    shape = [1] * max(3, len(bottom))
+    shape[0] = bottom[0]
+    shape[2] = ap.top_k
+    if ap.out_max_val:
+        shape[1] = 2
+    return [tuple(shape)], []
+
+
+@rule("Tile")
+def _tile(layer, bottoms):
+    tp = layer.param.tile_param
+    bottom = _one_bottom(bottoms)
+    axis = _axis(tp.axis, len(bottom))
+    if tp.tiles < 1:
+        raise ShapeMismatch("tile_param.tiles must be positive")
+    return [bottom[:axis] + (bottom[axis] * tp.tiles,) + bottom[axis + 1:]], []
+
+
+@rule("Normalize")
+def _normalize(layer, bottoms):
+    # SSD's fork layer: L2 normalization across channels with a learned scale per channel.
+    bottom = _one_bottom(bottoms)
+    shared = any(p.get("channel_shared", [True])[0] for p in layer.extra.get("norm_param", [])
+                 if isinstance(p, dict))
+    return [bottom], [(1,) if shared else (bottom[1],)]
+
+
+@rule("Silence")
+def _silence(layer, bottoms):
+    return [], []
+
+
+@rule("Accuracy")
+def _accuracy(layer, bottoms):
+    if len(bottoms) != 2:
+        raise ShapeMismatch(f"Accuracy needs 2 bottoms (scores, labels), got {len(bottoms)}")
+    axis = _axis(layer.param.accuracy_param.axis, len(bottoms[0]))
+    return [(), (bottoms[0][axis],)], []
+
+
+@rule("SoftmaxWithLoss", "SigmoidCrossEntropyLoss", "EuclideanLoss", "HingeLoss",
+      "InfogainLoss", "MultinomialLogisticLoss", "ContrastiveLoss")
+def _loss(layer, bottoms):
+    if len(bottoms) < 2:
+        raise ShapeMismatch(f"a loss layer needs at least 2 bottoms, got {len(bottoms)}")
+    return [(), bottoms[0]], []  # SoftmaxWithLoss may expose the probabilities as a second top
+
+
+@rule("MemoryData")
+def _memory_data(layer, bottoms):
+    mp = layer.param.memory_data_param
+    shape = (mp.batch_size, mp.channels, mp.height, mp.width)
+    if any(d < 1 for d in shape):
+        raise ShapeMismatch("memory_data_param needs positive batch_size, channels, height, "
+                            "width")
+    return [shape, (mp.batch_size,)], []
+
+
+@rule("DummyData")
+def _dummy_data(layer, bottoms):
+    dp = layer.param.dummy_data_param
+    shapes = [tuple(s.dim) for s in dp.shape]
+    if not shapes and dp.num:
+        count = max(len(dp.num), len(dp.channels), len(dp.height), len(dp.width))
+        pick = lambda v, k: v[k] if len(v) > 1 else v[0]  # noqa: E731
+        shapes = [(pick(dp.num, k), pick(dp.channels, k), pick(dp.height, k),
+                   pick(dp.width, k)) for k in range(count)]
+    if len(shapes) == 1:
+        shapes *= len(layer.top)
+    if len(shapes) != len(layer.top):
+        raise ShapeMismatch(f"{len(shapes)} shapes for {len(layer.top)} tops")
+    return shapes, []
+
+
+@rule("Parameter")
+def _parameter(layer, bottoms):
+    shape = tuple(layer.param.parameter_param.shape.dim)
+    return [shape], [shape]
+
+
+@rule("Data", "ImageData", "WindowData", "HDF5Data", "AnnotatedData", "Python")
+def _dataset(layer, bottoms):
+    raise ShapeMismatch("its output shape depends on the dataset (or Python code); read the "
+                        "deploy prototxt, or give the blob shapes as inputs")
+
+
+# -- multiply-accumulates -------------------------------------------------------------------------
+
+def macs(s: LayerShapes) -> int:
+    """Multiply-accumulates of one forward pass: convolutions and inner products, the figure
+    papers quote (ResNet-50: 3.86 G). Element-wise layers count 0."""
+    t = s.layer.type
+    if t == "Convolution" and s.blobs:
+        weights = s.blobs[0]  # (num_output, C_in/group, k...)
+        return sum(math.prod(top) for top in s.tops) * math.prod(weights[1:])
+    if t == "Deconvolution" and s.blobs:
+        weights = s.blobs[0]  # (C_in, num_output/group, k...)
+        return sum(math.prod(b) for b in s.bottoms) * math.prod(weights[1:])
+    if t == "InnerProduct" and s.blobs:
+        n = s.layer.param.inner_product_param.num_output
+        return math.prod(s.tops[0]) * (math.prod(s.blobs[0]) // n)
+    return 0
