@@ -1,49 +1,18 @@
 """Generated networks load in OpenCV's Caffe importer (an independent reading of Caffe's format)
 and OpenCV computes the same blob shapes as our shape inference, layer by layer."""
-import math
-
 import numpy as np
 import pytest
 
 from prototxt_gen import generate
+from prototxt_gen.caffemodel import write_caffemodel
+from prototxt_gen.reader import read_prototxt
 from prototxt_gen.shapes import infer
 from prototxt_gen.spec import parse_spec
 
-from conftest import ROOT
+from conftest import DATA, ROOT, ZOO
+from weights import random_weights
 
 import cv2  # opencv-python-headless<5, from the [test] extra
-
-
-def _varint(n):
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def caffemodel(net, seed=0):
-    """A .caffemodel for `net` with random weights. Blob data goes in as raw packed float32
-    bytes (BlobProto.data is field 5, length-delimited), not as a Python list."""
-    rng = np.random.default_rng(seed)
-    blobs = {s.layer.name: s.blobs for s in infer(net)}
-    proto = net.to_proto("layer")
-    for layer in proto.layer:
-        for k, shape in enumerate(blobs.get(layer.name, [])):
-            data = rng.standard_normal(math.prod(shape)).astype("<f4")
-            if len(shape) > 1:  # conv/fc weights, scaled by fan-in so deep nets stay finite
-                data *= np.float32(math.sqrt(1.0 / math.prod(shape[1:])))
-            elif layer.type == "BatchNorm":  # mean, variance (> 0), scale factor
-                data = [data, np.abs(data) + 0.5, np.float32([2.0])][k]
-            else:  # biases, Scale's gamma (near 1) and beta
-                gamma = layer.type == "Scale" and k == 0
-                data = data * np.float32(0.1) + np.float32(1.0 if gamma else 0.0)
-            blob = layer.blobs.add()
-            blob.shape.dim.extend(shape)
-            payload = data.tobytes()
-            blob.MergeFromString(b"\x2a" + _varint(len(payload)) + payload)
-    return proto.SerializeToString()
 
 
 # Pooling with kernel 2, stride 2, pad 1 on an odd size: ceil gives 34, the clip rule 33.
@@ -69,19 +38,55 @@ def test_opencv_agrees_on_every_shape(tmp_path, model, shape, layout, style):
     prototxt = tmp_path / "net.prototxt"
     weights = tmp_path / "net.caffemodel"
     prototxt.write_text(net.to_prototxt(layout, style))
-    weights.write_bytes(caffemodel(net))
-    cv = cv2.dnn.readNetFromCaffe(str(prototxt), str(weights))
-    ours = {s.layer.name: s.tops[0] for s in infer(net)}
+    write_caffemodel(random_weights(net), weights)
     if model is CLIPPED:
-        assert ours["pool1"] == (1, 16, 33, 33)
+        assert {s.layer.name: s.tops[0] for s in infer(net)}["pool1"] == (1, 16, 33, 33)
+    check_with_opencv(net, prototxt, weights)
+
+
+def check_with_opencv(net, prototxt, weights):
+    """OpenCV reads the prototxt and our caffemodel, agrees on every layer's output shape, and
+    runs the net to a probability vector per image."""
+    cv = cv2.dnn.readNetFromCaffe(str(prototxt), str(weights))
+    ours = {s.layer.name: s.tops for s in infer(net)}
     assert list(cv.getLayerNames()) == list(ours)
     input_shape = list(net.inputs[0].shape)
     ids, _, outs = cv.getLayersShapes(input_shape)
-    theirs = {cv.getLayer(int(i)).name: tuple(int(d) for d in o[0].ravel())
+    theirs = {cv.getLayer(int(i)).name: [tuple(int(d) for d in top.ravel()) for top in o]
               for i, o in zip(np.ravel(ids), outs) if int(i) > 0}
     assert theirs == ours
-    # And it runs: a probability vector per image.
     cv.setInput(np.random.default_rng(1).standard_normal(input_shape).astype(np.float32))
     prob = cv.forward()
-    assert prob.shape == ours[net.layers[-1].name]
-    np.testing.assert_allclose(prob.sum(axis=1), 1.0, rtol=1e-4)
+    assert prob.shape == ours[net.layers[-1].name][0]
+    assert np.isfinite(prob).all()
+    if net.layers[-1].type == "Softmax":
+        np.testing.assert_allclose(prob.reshape(prob.shape[0], -1).sum(axis=1), 1.0, rtol=1e-4)
+
+
+# OpenCV 4 reads the fork field ceil_mode itself (its caffe.proto has it) but has no Axpy.
+ZOO_FOR_OPENCV = sorted(p.name for p in ZOO.glob("*.prototxt") if p.name != "SE-ResNet-50.prototxt")
+
+
+@pytest.mark.parametrize("name", ZOO_FOR_OPENCV)
+def test_opencv_agrees_on_zoo_shapes(tmp_path, name):
+    """The zoo as users have it (V1 syntax, input_dim, fork fields): our reader's shapes match
+    OpenCV's, and OpenCV loads the weights our writer produced."""
+    net = read_prototxt(ZOO / name)
+    weights = tmp_path / "net.caffemodel"
+    write_caffemodel(random_weights(net), weights)
+    check_with_opencv(net, ZOO / name, weights)
+
+
+def test_opencv_agrees_on_more_layer_types(tmp_path):
+    """Slice, Crop, Permute (a fork field read from layer.extra), Reshape with 0/-1,
+    InnerProduct with axis 2, Deconvolution with groups, kernel_h/w with dilation, global and
+    clipped pooling, N-D Flatten, Scale over two axes... (OpenCV 4 has no Bias layer)."""
+    net = read_prototxt(DATA / "shapes_zoo.prototxt")
+    shapes = {s.layer.name: s.tops for s in infer(net)}
+    assert shapes["slice"] == [(2, 2, 8, 10), (2, 3, 8, 10), (2, 1, 8, 10)]
+    # 3 rows, kernel 2, stride 2, pad 1: ceil gives 3 windows, the third would start in the
+    # bottom padding, so the clip rule drops it; 10 columns give 6.
+    assert shapes["pool_clip"] == [(2, 3, 2, 6)]
+    weights = tmp_path / "net.caffemodel"
+    write_caffemodel(random_weights(net), weights)
+    check_with_opencv(net, DATA / "shapes_zoo.prototxt", weights)

@@ -1,0 +1,493 @@
+""".caffemodel files: trained weights, read and written without Caffe.
+
+A .caffemodel is one serialized caffe.NetParameter whose layers carry their weights as BlobProto
+messages (caffe_facts.md §1). Parsing it with protobuf would copy every float into Python and
+fails past protobuf's 2 GB message limit, so the reader scans the wire format itself over a
+memory map: small messages (the net and layer definitions) go to protobuf once their blob
+fields are cut out, and each blob's float bytes go straight into a numpy array (read from the
+file into its memory, or, with mmap=True, viewed in place). The writer streams the same layout.
+"""
+from __future__ import annotations
+
+import math
+import mmap as _mmap
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Sequence
+
+import numpy as np
+
+from . import caffe_pb2
+from .errors import NetError
+from .net import Net
+
+# Field numbers (caffe_facts.md §1, §8).
+NET_LAYER, NET_LAYERS = 100, 2
+LAYER_BLOBS, V1_BLOBS, V1_V0LAYER, V0_BLOBS = 7, 6, 1, 50
+BLOB_NUM, BLOB_CHANNELS, BLOB_HEIGHT, BLOB_WIDTH = 1, 2, 3, 4
+BLOB_DATA, BLOB_DIFF, BLOB_SHAPE, BLOB_DOUBLE_DATA, BLOB_DOUBLE_DIFF = 5, 6, 7, 8, 9
+SHAPE_DIM = 1
+_VARINT, _FIXED64, _LEN, _FIXED32 = 0, 1, 2, 5
+
+
+class CorruptFile(NetError):
+    pass
+
+
+@dataclass
+class BlobRef:
+    """Where one blob's values sit in the file."""
+
+    shape: tuple[int, ...]
+    legacy: bool                # shape from num/channels/height/width (right-aligned rules)
+    dtype: str                  # "<f4" (data) or "<f8" (double_data)
+    segments: list[tuple[int, int, bool]]  # (offset, count, packed) runs of values
+    count: int = 0
+
+
+@dataclass
+class CaffeModel:
+    """A scanned .caffemodel: the net definition it embeds (without weights) and, per layer
+    entry, its blobs."""
+
+    path: str
+    proto: caffe_pb2.NetParameter
+    blobs: dict[tuple[str, int], list[BlobRef]] = field(default_factory=dict)
+    _file: BinaryIO | None = None
+    _map: _mmap.mmap | None = None
+    _by_name: dict[str, list[BlobRef]] | None = None
+
+    def weights(self, mmap: bool = False) -> dict[str, list[np.ndarray]]:
+        """Arrays by layer name (Caffe's matching key), upgraded from V1/V0 entries as Caffe
+        does. With mmap=True the arrays are read-only views of the file (nothing is read until
+        used); otherwise they are read into memory: one buffer per dtype holds all of them,
+        so that large allocations stay few (and use huge pages) and the reads are sequential."""
+        named = self._named_refs()
+        arenas = {} if mmap else self._arenas([r for refs in named.values() for r in refs])
+        return {name: [self._array(r, arenas) for r in refs] for name, refs in named.items()}
+
+    def legacy_shapes(self) -> dict[str, list[bool]]:
+        return {name: [r.legacy for r in refs] for name, refs in self._named_refs().items()}
+
+    def _named_refs(self) -> dict[str, list[BlobRef]]:
+        if self._by_name is None:
+            from .upgrade import upgrade_net
+            up = upgrade_net(self.proto)
+            self._by_name = {}
+            for lp, origin in zip(up.layers, up.origins):
+                refs = self.blobs.get(origin, [])
+                if refs or lp.name not in self._by_name:
+                    self._by_name[lp.name] = refs
+        return self._by_name
+
+    def _arenas(self, refs: list[BlobRef]) -> dict[int, np.ndarray]:
+        """Read the packed blobs' bytes into per-dtype buffers; id(ref) -> its array."""
+        out: dict[int, np.ndarray] = {}
+        dense = [r for r in refs if len(r.segments) == 1 and r.segments[0][2]]
+        for dtype in ("<f4", "<f8"):
+            group = sorted((r for r in dense if r.dtype == dtype), key=lambda r: r.segments[0][0])
+            if not group:
+                continue
+            arena = np.empty(sum(r.count for r in group), dtype)
+            raw = memoryview(arena).cast("B")
+            size, at = arena.itemsize, 0
+            fd = self._file.fileno()
+            for r in group:
+                offset, count, _ = r.segments[0]
+                if _read_at(fd, raw[at * size:(at + count) * size], offset) != count * size:
+                    raise CorruptFile(f"{self.path}: truncated inside a blob at byte {offset}")
+                out[id(r)] = arena[at:at + count]
+                at += count
+        return out
+
+    def _array(self, ref: BlobRef, arenas: dict[int, np.ndarray]) -> np.ndarray:
+        if id(ref) in arenas:
+            arr = arenas[id(ref)]
+        elif len(ref.segments) == 1 and ref.segments[0][2]:
+            offset, count, _ = ref.segments[0]
+            arr = np.frombuffer(self._map, ref.dtype, count, offset)
+        else:
+            parts = []
+            for offset, count, packed in ref.segments:
+                if packed:
+                    parts.append(np.frombuffer(self._map, ref.dtype, count, offset))
+                else:  # one tag byte before every value (a rare, unpacked encoding)
+                    rec = np.frombuffer(self._map, np.dtype([("tag", "u1"), ("v", ref.dtype)]),
+                                        count, offset)
+                    parts.append(rec["v"])
+            arr = np.concatenate(parts) if parts else np.empty(0, ref.dtype)
+        if not arr.dtype.isnative:  # big-endian hosts: the file is little-endian
+            arr = arr.astype(arr.dtype.newbyteorder("="))
+        return arr.reshape(ref.shape)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        # The map stays valid while arrays view it; it is released with the last of them.
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _read_at(fd: int, buf: memoryview, offset: int) -> int:
+    """Read len(buf) bytes at `offset` straight into `buf` (one pread per call where the OS
+    has it; no Python-level buffering)."""
+    done = 0
+    while done < len(buf):
+        if hasattr(os, "preadv"):
+            n = os.preadv(fd, [buf[done:]], offset + done)
+        else:  # pragma: no cover - Windows
+            os.lseek(fd, offset + done, os.SEEK_SET)
+            n = os.readv(fd, [buf[done:]])
+        if n <= 0:
+            break
+        done += n
+    return done
+
+
+# -- reading --------------------------------------------------------------------------------------
+
+def read_caffemodel(path: str | os.PathLike) -> CaffeModel:
+    """Scan a .caffemodel (current, V1 or V0 layout, any size). Errors name the file and the
+    byte offset where it stops making sense."""
+    path = Path(path)
+    name = str(path)
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        raise NetError(f"{name}: no such weights file") from None
+    except IsADirectoryError:
+        raise NetError(f"{name}: is a directory, not a weights file") from None
+    except OSError as exc:
+        raise NetError(f"{name}: cannot read: {exc.strerror}") from None
+    try:
+        size = os.fstat(f.fileno()).st_size
+        if size == 0:
+            raise NetError(f"{name}: the file is empty")
+        mm = _mmap.mmap(f.fileno(), 0, access=_mmap.ACCESS_READ)
+        scanner = _Scanner(mm, name)
+        header, blobs = scanner.net()
+        try:
+            proto = caffe_pb2.NetParameter.FromString(bytes(header))
+        except Exception:
+            raise CorruptFile(f"{name}: not a Caffe model (its layer definitions do not "
+                              "decode)") from None
+        if not len(proto.layer) and not len(proto.layers):
+            raise CorruptFile(f"{name}: not a Caffe model (no layers found)")
+    except BaseException:
+        f.close()
+        raise
+    return CaffeModel(name, proto, blobs, f, mm)
+
+
+class _Scanner:
+    def __init__(self, buf, name: str):
+        self.buf = buf
+        self.name = name
+
+    def fail(self, pos: int, what: str):
+        hint = ""
+        if pos < 64 and _looks_like_text(self.buf[:256]):
+            hint = " (it looks like text: a prototxt given as weights?)"
+        raise CorruptFile(f"{self.name}: truncated or corrupt at byte {pos}: {what}{hint}")
+
+    def varint(self, pos: int, end: int) -> tuple[int, int]:
+        buf = self.buf
+        result = shift = 0
+        while True:
+            if pos >= end:
+                self.fail(pos, "a number runs past the end")
+            b = buf[pos]
+            pos += 1
+            result |= (b & 0x7F) << shift
+            if b < 0x80:
+                return result, pos
+            shift += 7
+            if shift > 63:
+                self.fail(pos, "a number is longer than 10 bytes")
+
+    def fields(self, pos: int, end: int):
+        """(field number, wire type, value or payload start, payload end, field start)."""
+        while pos < end:
+            start = pos
+            tag, pos = self.varint(pos, end)
+            number, wire = tag >> 3, tag & 7
+            if number == 0:
+                self.fail(start, "field number 0")
+            if wire == _VARINT:
+                value, pos = self.varint(pos, end)
+                yield number, wire, value, pos, start
+            elif wire == _LEN:
+                length, pos = self.varint(pos, end)
+                if length > end - pos:
+                    self.fail(start, f"field {number} needs {length} bytes, "
+                                     f"{end - pos} are left")
+                yield number, wire, pos, pos + length, start
+                pos += length
+            elif wire in (_FIXED32, _FIXED64):
+                width = 4 if wire == _FIXED32 else 8
+                if width > end - pos:
+                    self.fail(start, f"field {number} runs past the end")
+                yield number, wire, pos, pos + width, start
+                pos += width
+            else:
+                self.fail(start, f"unexpected wire type {wire} (field {number})")
+
+    def net(self):
+        header = bytearray()
+        blobs: dict[tuple[str, int], list[BlobRef]] = {}
+        counters = {NET_LAYER: 0, NET_LAYERS: 0}
+        for number, wire, a, b, start in self.fields(0, len(self.buf)):
+            if number in counters and wire == _LEN:
+                index = counters[number]
+                counters[number] += 1
+                container = "layer" if number == NET_LAYER else "layers"
+                body, refs = self.layer(a, b, LAYER_BLOBS if number == NET_LAYER else V1_BLOBS,
+                                        v1=number == NET_LAYERS)
+                blobs[(container, index)] = refs
+                header += _tag(number, _LEN) + _varint(len(body)) + body
+            else:
+                header += self.buf[start:b]
+        return header, blobs
+
+    def layer(self, pos: int, end: int, blob_field: int, v1: bool):
+        body = bytearray()
+        refs: list[BlobRef] = []
+        for number, wire, a, b, start in self.fields(pos, end):
+            if number == blob_field and wire == _LEN:
+                refs.append(self.blob(a, b))
+            elif v1 and number == V1_V0LAYER and wire == _LEN:
+                inner, inner_refs = self.layer(a, b, V0_BLOBS, v1=False)
+                refs.extend(inner_refs)
+                body += _tag(number, _LEN) + _varint(len(inner)) + inner
+            else:
+                body += self.buf[start:b]
+        return bytes(body), refs
+
+    def blob(self, pos: int, end: int) -> BlobRef:
+        legacy = {}
+        dims: list[int] | None = None
+        runs: dict[str, list[tuple[int, int, bool]]] = {"<f4": [], "<f8": []}
+        for number, wire, a, b, start in self.fields(pos, end):
+            if number in (BLOB_NUM, BLOB_CHANNELS, BLOB_HEIGHT, BLOB_WIDTH) and wire == _VARINT:
+                legacy[number] = _int32(a)
+            elif number == BLOB_SHAPE and wire == _LEN:
+                dims = dims or []
+                for n, w, x, y, s in self.fields(a, b):
+                    if n != SHAPE_DIM:
+                        continue
+                    if w == _LEN:  # packed
+                        p = x
+                        while p < y:
+                            d, p = self.varint(p, y)
+                            dims.append(_int64(d))
+                    elif w == _VARINT:
+                        dims.append(_int64(x))
+            elif number in (BLOB_DATA, BLOB_DOUBLE_DATA):
+                dtype = "<f4" if number == BLOB_DATA else "<f8"
+                width = 4 if number == BLOB_DATA else 8
+                if wire == _LEN:
+                    if (b - a) % width:
+                        self.fail(start, f"blob data of {b - a} bytes is not a whole number "
+                                         "of values")
+                    runs[dtype].append((a, (b - a) // width, True))
+                elif wire == (_FIXED32 if width == 4 else _FIXED64):
+                    # Unpacked repeated values; extend the previous run when contiguous.
+                    run = runs[dtype]
+                    if run and not run[-1][2] and run[-1][0] + run[-1][1] * (width + 1) == start:
+                        run[-1] = (run[-1][0], run[-1][1] + 1, False)
+                    else:
+                        run.append((start, 1, False))
+                else:
+                    self.fail(start, f"blob data field has wire type {wire}")
+        if runs["<f4"] and runs["<f8"]:
+            self.fail(pos, "a blob has both float and double data")
+        dtype = "<f8" if runs["<f8"] else "<f4"
+        segments = runs[dtype]
+        count = sum(c for _, c, _ in segments)
+        if legacy:
+            shape = tuple(legacy.get(k, 0) for k in (BLOB_NUM, BLOB_CHANNELS, BLOB_HEIGHT,
+                                                     BLOB_WIDTH))
+        elif dims is not None:
+            shape = tuple(dims)
+        else:
+            shape = (count,)
+        if math.prod(shape) != count:
+            self.fail(pos, f"a blob of shape {_fmt(shape)} holds {count} values")
+        return BlobRef(shape, bool(legacy), dtype, segments, count)
+
+
+def _looks_like_text(head: bytes) -> bool:
+    return bool(head) and all(32 <= c < 127 or c in (9, 10, 13) for c in head)
+
+
+def _int32(v: int) -> int:
+    v &= 0xFFFFFFFFFFFFFFFF
+    return v - (1 << 64) if v >= 1 << 63 else v
+
+
+_int64 = _int32
+
+
+# -- matching weights to a net --------------------------------------------------------------------
+
+@dataclass
+class WeightReport:
+    loaded: list[str] = field(default_factory=list)    # layers that received weights
+    missing: list[str] = field(default_factory=list)   # layers with parameters, none in the file
+    extra: list[str] = field(default_factory=list)     # layers with weights the net lacks
+    mismatched: list[str] = field(default_factory=list)  # one message per layer that does not fit
+
+    def lines(self, source: str) -> list[str]:
+        out = []
+        if self.missing:
+            out.append(f"{source}: no weights for {len(self.missing)} layer(s) that need them: "
+                       + _names(self.missing))
+        if self.extra:
+            out.append(f"{source}: {len(self.extra)} layer(s) with weights are not in the net "
+                       "(ignored, as Caffe does): " + _names(self.extra))
+        return out
+
+
+def load_weights(net: Net, source: str | os.PathLike | CaffeModel, *, mmap: bool = False,
+                 strict: bool = False, check_only: bool = False) -> WeightReport:
+    """Give each layer of `net` the blobs of the same-named layer in a .caffemodel, as
+    Net::CopyTrainedLayersFrom does: layers are matched by name, the number of blobs must
+    match and every blob's shape must equal the one the net expects (legacy 4-D shapes compare
+    right-aligned). Layers of the file that the net lacks are ignored; layers of the net that
+    the file lacks keep no weights. Both are reported (and added to net.warnings); with
+    strict=True a missing layer is an error. A misfit raises NetError naming the layer and both
+    shapes -- unless check_only, which assigns nothing and lists every misfit in the report."""
+    from .shapes import infer
+    model = source if isinstance(source, CaffeModel) else read_caffemodel(source)
+    try:
+        weights = model.weights(mmap=mmap or check_only)
+        legacy = model.legacy_shapes()
+    finally:
+        if not isinstance(source, CaffeModel):
+            model.close()
+    report = WeightReport()
+    expected = {s.layer.name: s.blobs for s in infer(net)}
+    assign = []
+    names = set()
+    for layer in net.layers:
+        if layer.name in names:
+            continue  # Caffe copies into the first layer of a name
+        names.add(layer.name)
+        want = expected.get(layer.name, [])
+        arrays = weights.get(layer.name)
+        if not arrays:
+            if want:
+                report.missing.append(layer.name)
+            continue
+        where = f"{model.path}: layer '{layer.name}' ({layer.type})"
+        if len(arrays) != len(want):
+            report.mismatched.append(
+                f"{where}: the file has {len(arrays)} blobs, the net expects {len(want)} "
+                f"({', '.join(_fmt(w) for w in want) or 'none'})")
+            continue
+        bad = [k for k, (arr, shape, old) in enumerate(zip(arrays, want, legacy[layer.name]))
+               if not _shape_equals(arr.shape, tuple(shape), old)]
+        if bad:
+            k = bad[0]
+            report.mismatched.append(
+                f"{where}: blob {k} has shape {_fmt(arrays[k].shape)} in the file, the net "
+                f"expects {_fmt(want[k])}")
+            continue
+        assign.append((layer, [a.reshape(s) for a, s in zip(arrays, want)]))
+        report.loaded.append(layer.name)
+    report.extra = [n for n, arrays in weights.items() if arrays and n not in names]
+    if check_only:
+        return report
+    if report.mismatched:
+        more = len(report.mismatched) - 1
+        raise NetError(report.mismatched[0] + (f" (and {more} more layer(s) do not fit)"
+                                               if more else ""))
+    if strict and report.missing:
+        raise NetError(f"{model.path}: no weights for layer(s) " + _names(report.missing))
+    for layer, blobs in assign:
+        layer.blobs = blobs
+    net.warnings.extend(report.lines(model.path))
+    return report
+
+
+def _shape_equals(have: tuple[int, ...], want: tuple[int, ...], legacy: bool) -> bool:
+    """Blob::ShapeEquals: legacy blobs compare as 4-D, right-aligned (a bias of N is 1×1×1×N)."""
+    if not legacy:
+        return have == want
+    if len(want) > 4:
+        return False
+    return have == (1,) * (4 - len(want)) + want
+
+
+def _names(names: Sequence[str], limit: int = 8) -> str:
+    shown = ", ".join(f"'{n}'" for n in names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def _fmt(shape: Sequence[int]) -> str:
+    return "×".join(map(str, shape)) if len(shape) else "scalar"
+
+
+# -- writing --------------------------------------------------------------------------------------
+
+def write_caffemodel(net: Net, path: str | os.PathLike) -> None:
+    """Write the net and its weights as a .caffemodel the way Caffe's Net::ToProto does (an
+    Input layer for the inputs, `shape` + `data` per blob; float64 arrays go to double_data).
+    Streams layer by layer into a temporary file that replaces `path` when complete."""
+    from .fileio import atomic_open
+    proto = net.to_proto("layer")
+    first = len(proto.layer) - len(net.layers)
+    with atomic_open(path) as f:
+        if proto.name:
+            f.write(_tag(1, _LEN) + _bytes(proto.name.encode("utf-8")))
+        for k, lp in enumerate(proto.layer):
+            layer = net.layers[k - first] if k >= first else None
+            body = lp.SerializeToString()
+            blobs = [_blob_parts(arr, layer, j) for j, arr in
+                     enumerate(layer.blobs if layer is not None else [])]
+            size = len(body) + sum(len(head) + data.nbytes for head, data in blobs)
+            f.write(_tag(NET_LAYER, _LEN) + _varint(size) + body)
+            for head, data in blobs:
+                f.write(head)
+                f.write(memoryview(data).cast("B"))
+
+
+def _blob_parts(arr, layer, index: int) -> tuple[bytes, np.ndarray]:
+    arr = np.asarray(arr)
+    if arr.dtype == np.float64:
+        data, number = np.ascontiguousarray(arr, "<f8"), BLOB_DOUBLE_DATA
+    elif arr.dtype.kind in "fiub":
+        data, number = np.ascontiguousarray(arr, "<f4"), BLOB_DATA
+    else:
+        raise NetError(f"layer '{layer.name}': blob {index} has dtype {arr.dtype}, which a "
+                       "caffemodel cannot hold")
+    packed = b"".join(_varint(d) for d in arr.shape)
+    shape = _tag(SHAPE_DIM, _LEN) + _bytes(packed)
+    head = (_tag(BLOB_SHAPE, _LEN) + _bytes(shape)
+            + _tag(number, _LEN) + _varint(data.nbytes))
+    blob_size = len(head) + data.nbytes
+    return _tag(LAYER_BLOBS, _LEN) + _varint(blob_size) + head, data
+
+
+def _tag(number: int, wire: int) -> bytes:
+    return _varint(number << 3 | wire)
+
+
+def _varint(value: int) -> bytes:
+    value &= 0xFFFFFFFFFFFFFFFF
+    out = bytearray()
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _bytes(data: bytes) -> bytes:
+    return _varint(len(data)) + data
