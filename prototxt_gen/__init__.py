@@ -6,15 +6,16 @@ from .errors import NetError, PrototxtGenError, SpecError
 from .net import InputBlob, Layer, Net
 
 __all__ = ["Net", "Layer", "InputBlob", "PrototxtGenError", "SpecError", "NetError",
-           "generate", "load_spec", "__version__"]
+           "generate", "load_spec", "read_prototxt", "read_net", "load_weights",
+           "write_caffemodel", "__version__"]
+
+# Loaded on first use, so that `import prototxt_gen` stays light (no numpy, no builders).
+_LAZY = {"generate": "generator", "load_spec": "spec", "read_prototxt": "reader",
+         "read_net": "reader", "load_weights": "caffemodel", "write_caffemodel": "caffemodel"}
 
 
 def __getattr__(name):
-    # generate/load_spec pull in the block builders; keep `import prototxt_gen` light.
-    if name == "generate":
-        from .generator import generate
-        return generate
-    if name == "load_spec":
-        from .spec import load_spec
-        return load_spec
+    if name in _LAZY:
+        import importlib
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module 'prototxt_gen' has no attribute {name!r}")

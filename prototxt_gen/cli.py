@@ -18,7 +18,8 @@ PROG = "prototxt-gen"
 USAGE = f"""\
 {PROG} MODEL [options]          write a built-in model's prototxt
        {PROG} --spec FILE [options]    write the network a TOML spec describes
-       {PROG} list                     list the built-in models"""
+       {PROG} list                     list the built-in models
+       {PROG} info NET [options]       analyze a network (and check its weights)"""
 
 EXAMPLES = f"""\
 examples:
@@ -124,8 +125,83 @@ def _emit(text: str, output: str | None) -> None:
         sys.stdout.flush()
 
 
+INFO_EXAMPLES = f"""\
+examples:
+  {PROG} info deploy.prototxt
+      per layer: type, output shape, parameters, MACs, activation memory; totals
+  {PROG} info deploy.prototxt --weights model.caffemodel
+      also check the weights: layers missing or extra, blobs of the wrong shape
+  {PROG} info train_val.prototxt --phase TRAIN --format json
+  {PROG} info resnet50 --input-shape 1,3,448,448
+      a built-in model (or a --spec TOML file) works too
+
+exit status: 0 success, 2 bad input (unreadable net or weights that do not fit), 1 output
+could not be written"""
+
+
+def cmd_info(argv: Sequence[str]) -> int:
+    p = _Parser(prog=f"{PROG} info", epilog=INFO_EXAMPLES,
+                formatter_class=argparse.RawDescriptionHelpFormatter,
+                description="Analyze a Caffe network: what Netscope's analyzer showed.")
+    p.add_argument("net", metavar="NET",
+                   help="a prototxt file (any Caffe syntax), a TOML spec or a built-in model")
+    p.add_argument("--weights", metavar="W.caffemodel", help="check these weights against the net")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("--phase", choices=("TRAIN", "TEST"), type=str.upper,
+                   help="which layers of a train_val file (default: the file's state, else TEST)")
+    p.add_argument("--input-shape", type=_shape, metavar="N,C,H,W",
+                   help="replace the shape of the (first) input")
+    p.add_argument("-o", "--output", metavar="FILE", help="write here instead of standard output")
+    args = p.parse_args(argv)
+    from .info import analyze
+    net = load_net(args.net, args.phase)
+    if args.input_shape:
+        if not net.inputs:
+            raise PrototxtGenError(f"{args.net}: the net declares no input to reshape")
+        net.inputs[0].shape = args.input_shape
+    from .errors import NetError
+    try:
+        analysis = analyze(net)
+    except NetError as exc:
+        raise NetError(f"{args.net}: {exc}") from None
+    report = None
+    if args.weights:
+        from .caffemodel import load_weights
+        report = load_weights(net, args.weights, check_only=True)
+        analysis.warnings += report.lines(args.weights) + report.mismatched
+    if report is not None:
+        analysis.weights = {"file": args.weights, "loaded": report.loaded,
+                            "missing": report.missing, "extra": report.extra,
+                            "mismatched": report.mismatched}
+    _emit(analysis.to_json() if args.format == "json" else analysis.to_table(), args.output)
+    if report is not None and report.mismatched:
+        more = len(report.mismatched) - 1
+        raise PrototxtGenError(report.mismatched[0]
+                               + (f" (and {more} more layer(s))" if more else ""))
+    return 0
+
+
+def load_net(name: str, phase: str | None = None):
+    """A net from a prototxt path, a TOML spec or a built-in model's name."""
+    from pathlib import Path
+    path = Path(name)
+    if path.suffix == ".toml":
+        from .generator import generate
+        return generate(path)
+    if path.exists() or len(path.parts) > 1 or path.suffix:
+        from .reader import read_prototxt
+        return read_prototxt(path, phase)
+    from .catalog import template_names
+    if name in template_names():
+        from .generator import generate
+        return generate(name)
+    from .reader import read_prototxt
+    return read_prototxt(path, phase)  # reports the missing file
+
+
 COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "list": cmd_list,
+    "info": cmd_info,
 }
 
 

@@ -1,0 +1,123 @@
+"""The analysis table (what Netscope's analyzer showed): per layer its type, output shape,
+parameters, multiply-accumulates and activation memory, with totals and the reader's warnings.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+
+from .net import Net
+from .shapes import infer, macs
+
+BYTES_PER_VALUE = 4  # Caffe's float blobs
+
+
+@dataclass
+class LayerRow:
+    name: str
+    type: str
+    bottoms: list[str]
+    tops: list[str]
+    output_shapes: list[list[int]]
+    params: int            # learnable values (weights, biases, Scale/Bias/PReLU)
+    batchnorm: int         # BatchNorm statistics (mean, variance, scale factor)
+    macs: int
+    memory: int            # bytes of new activations (0 for in-place layers)
+    in_place: bool
+
+
+@dataclass
+class Analysis:
+    name: str
+    inputs: list[dict]
+    layers: list[LayerRow]
+    totals: dict
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    weights: dict | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2) + "\n"
+
+    def to_table(self) -> str:
+        header = ("layer", "type", "output", "params", "MACs", "memory")
+        rows = [(r.name + (" *" if r.in_place else ""), r.type,
+                 ", ".join(_shape(s) for s in r.output_shapes),
+                 _int(r.params + r.batchnorm), _int(r.macs),
+                 _bytes(r.memory) if r.memory else "-") for r in self.layers]
+        t = self.totals
+        rows.append(("total", f"{t['layers']} layers", "", _int(t["params"] + t["batchnorm"]),
+                     _int(t["macs"]), _bytes(t["memory"])))
+        widths = [max(len(row[k]) for row in [header] + rows) for k in range(len(header))]
+        right = {3, 4, 5}
+
+        def line(row):
+            cells = [c.rjust(w) if k in right else c.ljust(w)
+                     for k, (c, w) in enumerate(zip(row, widths))]
+            return "  ".join(cells).rstrip()
+
+        inputs = ", ".join(f"{i['name']} {_shape(i['shape'])}" for i in self.inputs) or "none"
+        out = [f"{self.name or '(unnamed net)'}: input {inputs}", "", line(header),
+               line(["-" * w for w in widths])]
+        out += [line(r) for r in rows[:-1]]
+        out += [line(["-" * w for w in widths]), line(rows[-1]), ""]
+        out.append(f"learnable parameters {t['params']:,} ({_bytes(t['params'] * 4)}), "
+                   f"BatchNorm statistics {t['batchnorm']:,}; "
+                   f"{_si(t['macs'])} MACs; activations {_bytes(t['memory'])}"
+                   + ("; * = in place" if any(r.in_place for r in self.layers) else ""))
+        if self.weights is not None:
+            w = self.weights
+            out.append(f"weights {w['file']}: {len(w['loaded'])} layer(s) match"
+                       + (f", {len(w['missing'])} missing" if w["missing"] else "")
+                       + (f", {len(w['extra'])} extra" if w["extra"] else ""))
+        for note in self.notes:
+            out.append(f"note: {note}")
+        for warning in self.warnings:
+            out.append(f"warning: {warning}")
+        return "\n".join(out) + "\n"
+
+
+def analyze(net: Net) -> Analysis:
+    rows = []
+    for s in infer(net):
+        layer = s.layer
+        n = sum(math.prod(b) for b in s.blobs)
+        bn = layer.type == "BatchNorm"
+        rows.append(LayerRow(
+            layer.name, layer.type, list(layer.bottom), list(layer.top),
+            [list(t) for t in s.tops], 0 if bn else n, n if bn else 0, macs(s),
+            0 if layer.in_place else sum(math.prod(t) for t in s.tops) * BYTES_PER_VALUE,
+            layer.in_place))
+    totals = {
+        "layers": len(rows),
+        "params": sum(r.params for r in rows),
+        "batchnorm": sum(r.batchnorm for r in rows),
+        "macs": sum(r.macs for r in rows),
+        "memory": sum(r.memory for r in rows)
+                  + sum(math.prod(i.shape) for i in net.inputs) * BYTES_PER_VALUE,
+    }
+    inputs = [{"name": i.name, "shape": list(i.shape)} for i in net.inputs]
+    return Analysis(net.name, inputs, rows, totals, list(net.warnings), list(net.notes))
+
+
+def _shape(shape) -> str:
+    return "×".join(map(str, shape)) if len(shape) else "scalar"
+
+
+def _int(n: int) -> str:
+    return f"{n:,}" if n else "-"
+
+
+def _si(n: float) -> str:
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= size:
+            return f"{n / size:.2f} {unit}"
+    return str(int(n))
+
+
+def _bytes(n: int) -> str:
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} B"
