@@ -334,6 +334,19 @@ def _int32(v: int) -> int:
 _int64 = _int32
 
 
+def read_caffemodel_net(path: str | os.PathLike, phase: str | None = None) -> Net:
+    """The network a .caffemodel embeds (Caffe saves each layer's full definition next to its
+    weights), with those weights: for when the prototxt is lost."""
+    with read_caffemodel(path) as model:
+        try:
+            net = Net.from_proto(model.proto, phase)
+            net.check()
+        except NetError as exc:
+            raise NetError(f"{model.path}: {exc}") from None
+        load_weights(net, model)
+    return net
+
+
 # -- matching weights to a net --------------------------------------------------------------------
 
 @dataclass

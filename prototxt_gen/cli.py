@@ -134,6 +134,8 @@ examples:
   {PROG} info train_val.prototxt --phase TRAIN --format json
   {PROG} info resnet50 --input-shape 1,3,448,448
       a built-in model (or a --spec TOML file) works too
+  {PROG} info model.caffemodel
+      the net a .caffemodel embeds, when its prototxt is lost
 
 exit status: 0 success, 2 bad input (unreadable net or weights that do not fit), 1 output
 could not be written"""
@@ -144,7 +146,8 @@ def cmd_info(argv: Sequence[str]) -> int:
                 formatter_class=argparse.RawDescriptionHelpFormatter,
                 description="Analyze a Caffe network: what Netscope's analyzer showed.")
     p.add_argument("net", metavar="NET",
-                   help="a prototxt file (any Caffe syntax), a TOML spec or a built-in model")
+                   help="a prototxt file (any Caffe syntax), a .caffemodel, a TOML spec or a "
+                        "built-in model")
     p.add_argument("--weights", metavar="W.caffemodel", help="check these weights against the net")
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.add_argument("--phase", choices=("TRAIN", "TEST"), type=str.upper,
@@ -188,6 +191,9 @@ def load_net(name: str, phase: str | None = None):
     if path.suffix == ".toml":
         from .generator import generate
         return generate(path)
+    if path.suffix == ".caffemodel":
+        from .caffemodel import read_caffemodel_net
+        return read_caffemodel_net(path, phase)
     if path.exists() or len(path.parts) > 1 or path.suffix:
         from .reader import read_prototxt
         return read_prototxt(path, phase)

@@ -294,3 +294,21 @@ def test_info_checks_weights(tmp_path):
     report = json.loads(bad.stdout)
     assert report["weights"]["loaded"] == ["conv2", "ip1", "ip2"]
     assert len(report["weights"]["mismatched"]) == 1
+
+
+def test_a_caffemodel_alone_gives_the_net(tmp_path):
+    """Caffe embeds every layer's definition in the .caffemodel: without the prototxt we still
+    get the same network (inputs, layers, shapes) and its weights."""
+    import json
+    from prototxt_gen.caffemodel import read_caffemodel_net
+    net = random_weights(read_prototxt(ZOO / "SE-ResNet-50.prototxt"))
+    path = tmp_path / "se.caffemodel"
+    write_caffemodel(net, path)
+    again = read_caffemodel_net(path)
+    assert again.to_proto() == net.to_proto()
+    assert all(np.array_equal(x, y) for a, b in zip(net, again) for x, y in zip(a.blobs, b.blobs))
+    from_model = json.loads(run_cli("info", path, "--format", "json").stdout)
+    from_text = json.loads(run_cli("info", ZOO / "SE-ResNet-50.prototxt", "--format",
+                                   "json").stdout)
+    assert from_model["layers"] == from_text["layers"]
+    assert from_model["totals"]["params"] == 28_088_024

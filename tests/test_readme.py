@@ -3,7 +3,7 @@ import contextlib
 import io
 import re
 
-from conftest import ROOT
+from conftest import KAIMING, ROOT, run_cli
 
 README = (ROOT / "README.md").read_text()
 BLOCKS = re.findall(r"```(\w*)\n(.*?)```", README, re.S)
@@ -18,7 +18,7 @@ def test_opens_with_the_two_commands_and_ci_runs_the_second():
 
 
 def test_python_example_runs_and_prints_what_it_says():
-    (code,) = [body for lang, body in BLOCKS if lang == "python"]
+    code = [body for lang, body in BLOCKS if lang == "python"][0]
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         exec(compile(code, "README.md", "exec"), {})
@@ -27,3 +27,32 @@ def test_python_example_runs_and_prints_what_it_says():
     assert "\n64\nParamCount(learnable=25557096, batchnorm=53173)\n" in printed
     assert 'name: "tiny"\nlayer {\n  name: "data"\n  type: "Input"' in printed
     assert "pool1 [(1, 16, 16, 16)] []" in printed
+
+
+def test_reading_example_runs(tmp_path, monkeypatch):
+    from prototxt_gen import read_prototxt, write_caffemodel
+    from weights import random_weights
+    code = [body for lang, body in BLOCKS if lang == "python"][1]
+    release = (KAIMING / "ResNet-50-deploy.prototxt").read_text()
+    monkeypatch.chdir(tmp_path)
+    for name in ("deploy.prototxt", "train_val.prototxt"):
+        (tmp_path / name).write_text(release)
+    net = random_weights(read_prototxt("deploy.prototxt"))
+    for name in ("model.caffemodel", "huge.caffemodel"):
+        write_caffemodel(net, name)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, "README.md", "exec"), {})
+    assert out.getvalue() == "[]\n"
+    assert (tmp_path / "copy.caffemodel").read_bytes() == (tmp_path / "model.caffemodel").read_bytes()
+
+
+def test_info_excerpt_is_real_output():
+    (block,) = [body for lang, body in BLOCKS if body.startswith("$ prototxt-gen info ResNet-50")]
+    shown = [line for line in block.splitlines()[1:] if line and line != "..."]
+    real = run_cli("info", KAIMING / "ResNet-50-deploy.prototxt").stdout.splitlines()
+    for line in shown:
+        if line.endswith("..."):
+            assert any(r.startswith(line[:-3]) for r in real), line
+        else:
+            assert line in real, line
