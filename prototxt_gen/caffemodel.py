@@ -13,7 +13,6 @@ import math
 import mmap as _mmap
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import BinaryIO, Sequence
 
 import numpy as np
@@ -155,16 +154,9 @@ def _read_at(fd: int, buf: memoryview, offset: int) -> int:
 def read_caffemodel(path: str | os.PathLike) -> CaffeModel:
     """Scan a .caffemodel (current, V1 or V0 layout, any size). Errors name the file and the
     byte offset where it stops making sense."""
-    path = Path(path)
+    from .fileio import open_input
     name = str(path)
-    try:
-        f = open(path, "rb")
-    except FileNotFoundError:
-        raise NetError(f"{name}: no such weights file") from None
-    except IsADirectoryError:
-        raise NetError(f"{name}: is a directory, not a weights file") from None
-    except OSError as exc:
-        raise NetError(f"{name}: cannot read: {exc.strerror}") from None
+    f = open_input(path, "weights file")
     try:
         size = os.fstat(f.fileno()).st_size
         if size == 0:

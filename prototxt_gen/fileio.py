@@ -55,17 +55,26 @@ def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
         raise
 
 
-def read_input(path: str | os.PathLike, what: str = "file") -> bytes:
-    """The bytes of an input file, with one-line errors for the usual mistakes."""
+def open_input(path: str | os.PathLike, what: str = "file") -> BinaryIO:
+    """An input file opened for binary reading, with one-line errors for the usual mistakes."""
     path = Path(path)
     try:
-        data = path.read_bytes()
+        return open(path, "rb")
     except FileNotFoundError:
         raise NetError(f"{path}: no such {what}") from None
     except IsADirectoryError:
         raise NetError(f"{path}: is a directory, not a {what}") from None
     except OSError as exc:
         raise NetError(f"{path}: cannot read: {exc.strerror}") from None
+
+
+def read_input(path: str | os.PathLike, what: str = "file") -> bytes:
+    """The bytes of a non-empty input file (see open_input)."""
+    with open_input(path, what) as f:
+        try:
+            data = f.read()
+        except OSError as exc:  # e.g. EISDIR on systems where open() succeeds
+            raise NetError(f"{path}: cannot read: {exc.strerror}") from None
     if not data:
         raise NetError(f"{path}: the file is empty")
     return data

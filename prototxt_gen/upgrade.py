@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import caffe_pb2
+from ._pb import is_repeated
 from .errors import NetError
 
 V1 = caffe_pb2.V1LayerParameter
@@ -42,6 +43,28 @@ V0_TYPES = {
     "multinomial_logistic_loss": "MULTINOMIAL_LOGISTIC_LOSS", "pool": "POOLING",
     "relu": "RELU", "sigmoid": "SIGMOID", "softmax": "SOFTMAX", "softmax_loss": "SOFTMAX_LOSS",
     "split": "SPLIT", "tanh": "TANH", "window_data": "WINDOW_DATA",
+}
+
+# UpgradeV0LayerParameter: which V0 fields go where, per V1 type (V0 name -> field of the
+# type's parameter message).
+_V0_DATA = {"source": "source", "batchsize": "batch_size", "scale": "scale",
+            "meanfile": "mean_file", "cropsize": "crop_size", "mirror": "mirror"}
+_V0_FILLED = {"num_output": "num_output", "biasterm": "bias_term",
+              "weight_filler": "weight_filler", "bias_filler": "bias_filler"}
+V0_FIELDS = {
+    "CONVOLUTION": ("convolution_param", {**_V0_FILLED, "pad": "pad", "kernelsize": "kernel_size",
+                                          "group": "group", "stride": "stride"}),
+    "INNER_PRODUCT": ("inner_product_param", _V0_FILLED),
+    "POOLING": ("pooling_param", {"pool": "pool", "kernelsize": "kernel_size",
+                                  "stride": "stride", "pad": "pad"}),
+    "DROPOUT": ("dropout_param", {"dropout_ratio": "dropout_ratio"}),
+    "LRN": ("lrn_param", {"local_size": "local_size", "alpha": "alpha", "beta": "beta",
+                          "k": "k"}),
+    "CONCAT": ("concat_param", {"concat_dim": "concat_dim"}),
+    "DATA": ("data_param", {**_V0_DATA, "rand_skip": "rand_skip"}),
+    "IMAGE_DATA": ("image_data_param", _V0_DATA),
+    "WINDOW_DATA": ("window_data_param", _V0_DATA),
+    "HDF5_DATA": ("hdf5_data_param", {"source": "source", "batchsize": "batch_size"}),
 }
 
 _DATA_PARAMS = ("data_param", "image_data_param", "window_data_param")
@@ -186,78 +209,22 @@ def _v0_layer(entry, v0, index: int) -> caffe_pb2.V1LayerParameter:
     new.blobs.extend(v0.blobs)
     new.blobs_lr.extend(v0.blobs_lr)
     new.weight_decay.extend(v0.weight_decay)
-    has = v0.HasField
-    if kind == "CONVOLUTION":
-        cp = new.convolution_param
-        if has("num_output"):
-            cp.num_output = v0.num_output
-        if has("biasterm"):
-            cp.bias_term = v0.biasterm
-        if has("weight_filler"):
-            cp.weight_filler.CopyFrom(v0.weight_filler)
-        if has("bias_filler"):
-            cp.bias_filler.CopyFrom(v0.bias_filler)
-        if has("pad"):
-            cp.pad.append(v0.pad)
-        if has("kernelsize"):
-            cp.kernel_size.append(v0.kernelsize)
-        if has("group"):
-            cp.group = v0.group
-        if has("stride"):
-            cp.stride.append(v0.stride)
-    elif kind == "INNER_PRODUCT":
-        ip = new.inner_product_param
-        if has("num_output"):
-            ip.num_output = v0.num_output
-        if has("biasterm"):
-            ip.bias_term = v0.biasterm
-        if has("weight_filler"):
-            ip.weight_filler.CopyFrom(v0.weight_filler)
-        if has("bias_filler"):
-            ip.bias_filler.CopyFrom(v0.bias_filler)
-    elif kind == "POOLING":
-        pp = new.pooling_param
-        if has("pool"):
-            pp.pool = v0.pool
-        if has("kernelsize"):
-            pp.kernel_size = v0.kernelsize
-        if has("stride"):
-            pp.stride = v0.stride
-        if has("pad"):
-            pp.pad = v0.pad
-    elif kind == "DROPOUT":
-        if has("dropout_ratio"):
-            new.dropout_param.dropout_ratio = v0.dropout_ratio
-    elif kind == "LRN":
-        lrn = new.lrn_param
-        for src, dst in (("local_size", "local_size"), ("alpha", "alpha"), ("beta", "beta"),
-                         ("k", "k")):
-            if has(src):
-                setattr(lrn, dst, getattr(v0, src))
-    elif kind == "CONCAT":
-        if has("concat_dim"):
-            new.concat_param.concat_dim = v0.concat_dim
-    elif kind in ("DATA", "IMAGE_DATA", "WINDOW_DATA", "HDF5_DATA"):
-        _v0_data(new, v0, kind)
-    elif kind == "HDF5_OUTPUT":
-        if has("hdf5_output_param"):
-            new.hdf5_output_param.CopyFrom(v0.hdf5_output_param)
-    return new
-
-
-def _v0_data(new, v0, kind: str) -> None:
-    has = v0.HasField
-    param = {"DATA": new.data_param, "IMAGE_DATA": new.image_data_param,
-             "WINDOW_DATA": new.window_data_param, "HDF5_DATA": new.hdf5_data_param}[kind]
-    fields = {"source": "source", "batchsize": "batch_size"}
-    if kind != "HDF5_DATA":
-        fields.update(scale="scale", meanfile="mean_file", cropsize="crop_size",
-                      mirror="mirror")
-    if kind == "DATA":
-        fields["rand_skip"] = "rand_skip"
+    if kind == "HDF5_OUTPUT" and v0.HasField("hdf5_output_param"):
+        new.hdf5_output_param.CopyFrom(v0.hdf5_output_param)
+    param_name, fields = V0_FIELDS.get(kind, (None, {}))
     for src, dst in fields.items():
-        if has(src):
-            setattr(param, dst, getattr(v0, src))
+        if not v0.HasField(src):
+            continue
+        target = getattr(new, param_name)
+        fd = target.DESCRIPTOR.fields_by_name[dst]
+        value = getattr(v0, src)
+        if fd.message_type is not None:
+            getattr(target, dst).CopyFrom(value)
+        elif is_repeated(fd):
+            getattr(target, dst).append(value)
+        else:
+            setattr(target, dst, value)
+    return new
 
 
 def _upgrade_transform(lp: caffe_pb2.LayerParameter, notes: list[str]) -> None:

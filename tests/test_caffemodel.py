@@ -16,16 +16,19 @@ from weights import random_weights
 V1 = caffe_pb2.V1LayerParameter
 
 
-def packed(arr, field=5):
-    """BlobProto data as protobuf encodes a packed repeated float/double field."""
-    payload = np.ascontiguousarray(arr).tobytes()
-    n, out = len(payload), bytearray()
+def varint(n):
+    out = bytearray()
     while True:
         byte, n = n & 0x7F, n >> 7
         out.append(byte | (0x80 if n else 0))
         if not n:
-            break
-    return bytes([field << 3 | 2]) + bytes(out) + payload
+            return bytes(out)
+
+
+def packed(arr, field=5):
+    """BlobProto data as protobuf encodes a packed repeated float/double field."""
+    payload = np.ascontiguousarray(arr).tobytes()
+    return bytes([field << 3 | 2]) + varint(len(payload)) + payload
 
 
 @pytest.mark.parametrize("model", ["resnet50", "mobilenet_v1.prototxt", "SE-ResNet-50.prototxt"])
@@ -246,14 +249,6 @@ def test_a_file_over_2gb_loads(tmp_path):
     body = layer.SerializeToString()
     nbytes = rows * cols * 4
     shape = caffe_pb2.BlobShape(dim=[rows, cols]).SerializeToString()
-
-    def varint(n):
-        out = bytearray()
-        while True:
-            byte, n = n & 0x7F, n >> 7
-            out.append(byte | (0x80 if n else 0))
-            if not n:
-                return bytes(out)
 
     blob_head = b"\x3a" + varint(len(shape)) + shape + b"\x2a" + varint(nbytes)
     blob = b"\x3a" + varint(len(blob_head) + nbytes) + blob_head
