@@ -71,10 +71,14 @@ class CaffeModel:
 
     def _named_refs(self) -> dict[str, list[BlobRef]]:
         if self._by_name is None:
-            from .upgrade import upgrade_net
-            up = upgrade_net(self.proto)
+            if len(self.proto.layers):  # V1/V0: names (of V0 layers) come out of the upgrade
+                from .upgrade import upgrade_net
+                up = upgrade_net(self.proto)
+                pairs = zip(up.layers, up.origins)
+            else:
+                pairs = ((lp, ("layer", k)) for k, lp in enumerate(self.proto.layer))
             self._by_name = {}
-            for lp, origin in zip(up.layers, up.origins):
+            for lp, origin in pairs:
                 refs = self.blobs.get(origin, [])
                 if refs or lp.name not in self._by_name:
                     self._by_name[lp.name] = refs
