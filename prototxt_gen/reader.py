@@ -56,11 +56,12 @@ def _decode(data: bytes, name: str) -> str:
     if b"\x00" in data[:4096]:
         raise NetError(f"{name}: is a binary file, not prototxt text (a .caffemodel? give it "
                        "as the weights)")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[:exc.start].count(b"\n") + 1
-        raise NetError(f"{name}:{line}: not UTF-8 text") from None
+    if data.startswith(b"\xef\xbb\xbf"):  # a byte-order mark, as Windows editors write
+        data = data[3:]
+    # Caffe's parser reads bytes: comments in other encodings (GBK in many forks' files) are
+    # fine there, so they are here; the odd bytes are carried through and only a string
+    # value that is not UTF-8 is an error.
+    return data.decode("utf-8", "surrogateescape")
 
 
 def _extras(unknown: list[Unknown]) -> dict[tuple[str, int], dict[str, list]]:

@@ -341,7 +341,7 @@ def _raw(tok: Token) -> str:
 
 def _unescape(body: str) -> bytes:
     # C escapes (\n, \", \123, \x41) as TextFormat writes them; non-ASCII text stays UTF-8.
-    return codecs.escape_decode(body.encode("utf-8"))[0]
+    return codecs.escape_decode(body.encode("utf-8", "surrogateescape"))[0]
 
 
 def _int(text: str) -> int | None:

@@ -310,3 +310,18 @@ def test_duplicate_layer_names_warn():
         layer { name: "a" type: "ReLU" bottom: "data" top: "data" }""")
     assert net.warnings == ["layer 'a' (ReLU): another layer has the same name; weights are "
                             "matched to the first"]
+
+
+def test_files_from_other_editors(tmp_path):
+    """A UTF-8 byte-order mark, CRLF line ends and comments in GBK (common in forks' files) read
+    as Caffe reads them; a string value that is not UTF-8 is still an error, with its place."""
+    text = ('# 输入层\r\ninput: "data"\r\ninput_shape { dim: 1 dim: 2 }\r\n'
+            'layer { name: "r" type: "ReLU" bottom: "data" top: "r" }  # 激活\r\n')
+    path = tmp_path / "gbk.prototxt"
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode("gbk"))
+    net = read_prototxt(path)
+    assert [layer.name for layer in net] == ["r"] and net.inputs[0].shape == (1, 2)
+    path.write_bytes(b'input: "data" input_shape { dim: 1 }\nlayer { name: "\xb2\xe3" }\n')
+    with pytest.raises(NetError) as err:
+        read_prototxt(path)
+    assert str(err.value) == f"{path}:2:15: LayerParameter.name: the string is not valid UTF-8"
