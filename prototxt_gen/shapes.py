@@ -627,8 +627,8 @@ def _parameter(layer, bottoms):
 
 @rule("Data", "ImageData", "WindowData", "HDF5Data", "AnnotatedData", "Python")
 def _dataset(layer, bottoms):
-    raise ShapeMismatch("its output shape depends on the dataset (or Python code); read the "
-                        "deploy prototxt, or give the blob shapes as inputs")
+    raise ShapeMismatch("its output shape depends on the dataset (or Python code); use the "
+                        "deploy prototxt, or declare its tops with input + input_shape instead")
 
 
 # -- multiply-accumulates -------------------------------------------------------------------------
