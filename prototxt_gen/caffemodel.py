@@ -271,7 +271,7 @@ class _Scanner:
         runs: dict[str, list[tuple[int, int, bool]]] = {"<f4": [], "<f8": []}
         for number, wire, a, b, start in self.fields(pos, end):
             if number in (BLOB_NUM, BLOB_CHANNELS, BLOB_HEIGHT, BLOB_WIDTH) and wire == _VARINT:
-                legacy[number] = _int32(a)
+                legacy[number] = _signed(a)
             elif number == BLOB_SHAPE and wire == _LEN:
                 dims = dims or []
                 for n, w, x, y, s in self.fields(a, b):
@@ -281,9 +281,9 @@ class _Scanner:
                         p = x
                         while p < y:
                             d, p = self.varint(p, y)
-                            dims.append(_int64(d))
+                            dims.append(_signed(d))
                     elif w == _VARINT:
-                        dims.append(_int64(x))
+                        dims.append(_signed(x))
             elif number in (BLOB_DATA, BLOB_DOUBLE_DATA):
                 dtype = "<f4" if number == BLOB_DATA else "<f8"
                 width = 4 if number == BLOB_DATA else 8
@@ -322,12 +322,9 @@ def _looks_like_text(head: bytes) -> bool:
     return bool(head) and all(32 <= c < 127 or c in (9, 10, 13) for c in head)
 
 
-def _int32(v: int) -> int:
+def _signed(v: int) -> int:
     v &= 0xFFFFFFFFFFFFFFFF
     return v - (1 << 64) if v >= 1 << 63 else v
-
-
-_int64 = _int32
 
 
 def read_caffemodel_net(path: str | os.PathLike, phase: str | None = None) -> Net:

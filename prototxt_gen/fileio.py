@@ -55,17 +55,19 @@ def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
         raise
 
 
-def open_input(path: str | os.PathLike, what: str = "file") -> BinaryIO:
-    """An input file opened for binary reading, with one-line errors for the usual mistakes."""
+def open_input(path: str | os.PathLike, what: str = "file", error: type = NetError,
+               missing: str | None = None) -> BinaryIO:
+    """An input file opened for binary reading, with one-line errors (of class `error`) for the
+    usual mistakes: "no such {missing or what}", "is a directory, not a {what}"."""
     path = Path(path)
     try:
         return open(path, "rb")
     except FileNotFoundError:
-        raise NetError(f"{path}: no such {what}") from None
+        raise error(f"{path}: no such {missing or what}") from None
     except IsADirectoryError:
-        raise NetError(f"{path}: is a directory, not a {what}") from None
+        raise error(f"{path}: is a directory, not a {what}") from None
     except OSError as exc:
-        raise NetError(f"{path}: cannot read: {exc.strerror}") from None
+        raise error(f"{path}: cannot read: {exc.strerror}") from None
 
 
 def read_input(path: str | os.PathLike, what: str = "file") -> bytes:

@@ -315,27 +315,28 @@ def _broadcast_check(bottom: Shape, other: Shape, axis: int) -> None:
                             f"axis {axis}")
 
 
+def _affine(sub, bottoms: list[Shape], what: str) -> tuple[Shape, Shape, bool]:
+    """Scale and Bias: (input shape, shape of the learned or given factor, whether the factor
+    is a second bottom rather than a learned blob)."""
+    if len(bottoms) == 2:
+        _broadcast_check(bottoms[0], bottoms[1], sub.axis)
+        return bottoms[0], bottoms[1], True
+    bottom = _one_bottom(bottoms)
+    return bottom, _scale_shape(sub.axis, sub.num_axes, bottom, what), False
+
+
 @rule("Scale")
 def _scale(layer, bottoms):
-    p = layer.param
-    sp = p.scale_param
-    if len(bottoms) == 2:
-        _broadcast_check(bottoms[0], bottoms[1], sp.axis)
-        return [bottoms[0]], ([bottoms[1]] if sp.bias_term else [])
-    bottom = _one_bottom(bottoms)
-    shape = _scale_shape(sp.axis, sp.num_axes, bottom, "scale_param")
-    return [bottom], [shape, shape] if sp.bias_term else [shape]
+    sp = layer.param.scale_param
+    bottom, shape, given = _affine(sp, bottoms, "scale_param")
+    blobs = ([] if given else [shape]) + ([shape] if sp.bias_term else [])
+    return [bottom], blobs
 
 
 @rule("Bias")
 def _bias(layer, bottoms):
-    p = layer.param
-    bp = p.bias_param
-    if len(bottoms) == 2:
-        _broadcast_check(bottoms[0], bottoms[1], bp.axis)
-        return [bottoms[0]], []
-    bottom = _one_bottom(bottoms)
-    return [bottom], [_scale_shape(bp.axis, bp.num_axes, bottom, "bias_param")]
+    bottom, shape, given = _affine(layer.param.bias_param, bottoms, "bias_param")
+    return [bottom], [] if given else [shape]
 
 
 @rule("ReLU", "Sigmoid", "TanH", "AbsVal", "BNLL", "ELU", "Power", "Exp", "Log", "Dropout",

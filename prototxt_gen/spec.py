@@ -68,17 +68,14 @@ class Spec:
 
 def load_spec(path: str | Path) -> Spec:
     """Read and check a spec file."""
+    from .fileio import open_input
     path = Path(path)
+    with open_input(path, "spec file", SpecError, missing="file") as f:
+        data = f.read()
     try:
-        text = path.read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise SpecError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise SpecError(f"{path}: is a directory, not a spec file") from None
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise SpecError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    except OSError as exc:
-        raise SpecError(f"{path}: cannot read: {exc.strerror}") from None
     return parse_spec(text, str(path))
 
 

@@ -23,3 +23,9 @@ def run_cli(*args, cwd=None, env=None):
     """Run `python -m prototxt_gen ARGS` as a user would; returns the CompletedProcess."""
     return subprocess.run([sys.executable, "-m", "prototxt_gen", *map(str, args)],
                           capture_output=True, text=True, cwd=cwd, env=env, timeout=120)
+
+
+def assert_error(result, message, code=2):
+    """The CLI failed as it promises: exit `code`, nothing on stdout, one line on stderr."""
+    assert (result.returncode, result.stdout) == (code, ""), result.stderr
+    assert result.stderr == f"prototxt-gen: error: {message}\n"

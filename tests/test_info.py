@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from conftest import KAIMING, ZOO, run_cli
+from conftest import KAIMING, ZOO, assert_error, run_cli
 
 R50 = KAIMING / "ResNet-50-deploy.prototxt"
 
@@ -110,10 +110,7 @@ def test_bad_prototxt_is_one_line_and_exit_2(tmp_path, name):
         path.write_bytes(content)
     else:
         path.write_text(content)
-    result = run_cli("info", path)
-    assert result.returncode == 2
-    assert result.stdout == ""
-    assert result.stderr == f"prototxt-gen: error: {message.format(p=path)}\n"
+    assert_error(run_cli("info", path), message.format(p=path))
 
 
 def test_missing_files_and_directories(tmp_path):
@@ -128,15 +125,12 @@ def test_missing_files_and_directories(tmp_path):
         (("info", "resnet5O"), "resnet5O: no such prototxt file"),
     ]
     for args, message in cases:
-        result = run_cli(*args)
-        assert (result.returncode, result.stdout) == (2, ""), args
-        assert result.stderr == f"prototxt-gen: error: {message}\n"
+        assert_error(run_cli(*args), message)
 
 
 def test_corrupt_weights(tmp_path):
     weights = tmp_path / "w.caffemodel"
     weights.write_bytes(b"\xa2\x06\xff\xff\xff\x0f" + b"\x00" * 32)
-    result = run_cli("info", ZOO / "lenet.prototxt", "--weights", weights)
-    assert (result.returncode, result.stdout) == (2, "")
-    assert result.stderr == (f"prototxt-gen: error: {weights}: truncated or corrupt at byte 0: "
-                             "field 100 needs 33554431 bytes, 32 are left\n")
+    assert_error(run_cli("info", ZOO / "lenet.prototxt", "--weights", weights),
+                 f"{weights}: truncated or corrupt at byte 0: field 100 needs 33554431 bytes, "
+                 "32 are left")

@@ -5,7 +5,7 @@ import pytest
 from prototxt_gen import generate
 from prototxt_gen.spec import parse_spec
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, assert_error, run_cli
 
 BASE = (ROOT / "templates" / "resnet50.toml").read_text()
 
@@ -85,10 +85,7 @@ CASES = [
 def test_bad_spec(tmp_path, text, expected):
     spec = tmp_path / "bad.toml"
     spec.write_text(text)
-    result = run_cli("--spec", spec)
-    assert result.returncode == 2
-    assert result.stdout == ""
-    assert result.stderr == f"prototxt-gen: error: {expected.format(f=spec)}\n"
+    assert_error(run_cli("--spec", spec), expected.format(f=spec))
 
 
 def test_the_unedited_base_is_valid(tmp_path):
@@ -104,9 +101,7 @@ def test_the_unedited_base_is_valid(tmp_path):
      "{p}/bin.toml: not UTF-8 text (byte 8)"),
 ])
 def test_unreadable_spec(tmp_path, make, expected):
-    result = run_cli("--spec", make(tmp_path))
-    assert result.returncode == 2 and result.stdout == ""
-    assert result.stderr == f"prototxt-gen: error: {expected.format(p=tmp_path)}\n"
+    assert_error(run_cli("--spec", make(tmp_path)), expected.format(p=tmp_path))
 
 
 def test_user_spec_example_builds():
