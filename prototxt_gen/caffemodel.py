@@ -166,6 +166,9 @@ def read_caffemodel(path: str | os.PathLike) -> CaffeModel:
         if size == 0:
             raise NetError(f"{name}: the file is empty")
         mm = _mmap.mmap(f.fileno(), 0, access=_mmap.ACCESS_READ)
+        if mm[:4] == b"PK\x03\x04":  # torch.save writes zip archives
+            raise CorruptFile(f"{name}: a zip archive (a PyTorch .pth/.pt file?), not a "
+                              "Caffe model")
         scanner = _Scanner(mm, name)
         header, blobs = scanner.net()
         try:

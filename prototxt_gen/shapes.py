@@ -123,7 +123,7 @@ def _one_bottom(bottoms: list[Shape]) -> Shape:
     return bottoms[0]
 
 
-def _spatial(p, n: int, name: str, h: str, w: str, default: int | None) -> list[int]:
+def spatial(p, n: int, name: str, h: str, w: str, default: int | None) -> list[int]:
     """A per-spatial-axis value given as `name` (once, or once per axis) or as `h`/`w` (2-D)."""
     if is_repeated(p.DESCRIPTOR.fields_by_name[name]):  # Convolution: repeated, N-D
         values = list(getattr(p, name))
@@ -160,14 +160,14 @@ def _input(layer, bottoms):
     return input_layer_shapes(p), []
 
 
-def _conv_geometry(cp, bottom: Shape):
+def conv_geometry(cp, bottom: Shape):
     axis = _axis(cp.axis, len(bottom))
     n = len(bottom) - axis - 1
     if n < 1:
         raise ShapeMismatch("needs at least one spatial axis after the channel axis")
-    kernel = _spatial(cp, n, "kernel_size", "kernel_h", "kernel_w", None)
-    pad = _spatial(cp, n, "pad", "pad_h", "pad_w", 0)
-    stride = _spatial(cp, n, "stride", "stride_h", "stride_w", 1)
+    kernel = spatial(cp, n, "kernel_size", "kernel_h", "kernel_w", None)
+    pad = spatial(cp, n, "pad", "pad_h", "pad_w", 0)
+    stride = spatial(cp, n, "stride", "stride_h", "stride_w", 1)
     dilation = list(cp.dilation) or [1]
     if len(dilation) == 1:
         dilation = dilation * n
@@ -211,7 +211,7 @@ def _conv_family(p, bottoms, size_rule, transposed: bool):
     differ (deconvolution stores (C_in, num_output/group, k...))."""
     cp = p.convolution_param
     bottom = _same_bottoms(bottoms)
-    axis, kernel, pad, stride, dilation, channels, group = _conv_geometry(cp, bottom)
+    axis, kernel, pad, stride, dilation, channels, group = conv_geometry(cp, bottom)
     out = tuple(size_rule(*axis_params) for axis_params in
                 zip(bottom[axis + 1:], kernel, pad, stride, dilation))
     top = bottom[:axis] + (cp.num_output,) + out
@@ -257,9 +257,9 @@ def _pooling(layer, bottoms):
             raise ShapeMismatch("global_pooling takes no kernel size")
         kernel = [h, w]
     else:
-        kernel = _spatial(pp, 2, "kernel_size", "kernel_h", "kernel_w", None)
-    pad = _spatial(pp, 2, "pad", "pad_h", "pad_w", 0)
-    stride = _spatial(pp, 2, "stride", "stride_h", "stride_w", 1)
+        kernel = spatial(pp, 2, "kernel_size", "kernel_h", "kernel_w", None)
+    pad = spatial(pp, 2, "pad", "pad_h", "pad_w", 0)
+    stride = spatial(pp, 2, "stride", "stride_h", "stride_w", 1)
     if pp.global_pooling and (any(pad) or any(s != 1 for s in stride)):
         raise ShapeMismatch("global_pooling requires pad 0 and stride 1")
     if any(s == 0 for s in stride) or any(k == 0 for k in kernel):
