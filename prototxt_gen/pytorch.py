@@ -1,0 +1,1088 @@
+"""Caffe network → PyTorch: a runtime `nn.Module`, a standalone .py file, and back to .caffemodel.
+
+Every layer type has one converter, registered in CONVERTERS with @converter: it returns a
+`Lowered` -- the submodule to create (if any, as class + arguments, so the same description
+builds the module here and writes its constructor in an exported .py) and the Python
+expression that computes the layer's tops from its bottoms. From these the translator writes
+one `forward` in Caffe's execution order; a blob written by an in-place layer is simply the
+same variable reassigned, so every layer sees exactly the value Caffe would give it. The
+runtime module runs that generated code (like torch.fx's GraphModule); `to_source` writes the
+same code as a file.
+
+Weights go from the caffemodel's numpy buffers to `torch.from_numpy` without copies (BatchNorm's
+statistics are divided by its scale-factor blob, so those are new, small arrays).
+"""
+from __future__ import annotations
+
+import builtins
+import inspect
+import keyword
+import linecache
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import caffe_pb2, torch_ops
+from .errors import NetError
+from .net import Layer, Net, input_layer_shapes
+from .prototxt import format_float32
+from .shapes import LayerShapes, conv_geometry, infer, spatial
+
+
+class Unsupported(Exception):
+    """Raised by a converter for a layer (or a use of it) it cannot translate."""
+
+
+@dataclass
+class Ctor:
+    """A submodule: cls(*args, **kwargs), then its tensors (parameters and buffers) replaced
+    by the given arrays. An array of None keeps the module's own initial value."""
+
+    cls: type
+    args: tuple = ()
+    kwargs: dict = field(default_factory=dict)
+    tensors: dict[str, np.ndarray | None] = field(default_factory=dict)
+
+    def source(self) -> str:
+        prefix = "nn." if self.cls.__module__.startswith("torch.nn") else ""
+        parts = [_lit(a) for a in self.args] + [f"{k}={_lit(v)}" for k, v in self.kwargs.items()]
+        return f"{prefix}{self.cls.__name__}({', '.join(parts)})"
+
+
+# How Caffe blob k is found in the module's state: (tensor name, transform to Caffe layout),
+# or a constant array (BatchNorm's scale factor, 1 once the statistics are divided by it).
+BlobKey = tuple[str, Callable[[np.ndarray], np.ndarray] | None] | np.ndarray
+
+
+@dataclass
+class Lowered:
+    """A layer as code: `expr` uses {m} for its submodule and {0}, {1}... for its bottoms.
+    With several tops, `tuple_out` means the expression returns one value per top; otherwise
+    every top gets the same value (Split)."""
+
+    expr: str
+    module: Ctor | None = None
+    blob_keys: list[BlobKey] = field(default_factory=list)
+    tuple_out: bool = False
+    helpers: tuple[type, ...] = ()
+
+
+Converter = Callable[[Layer, LayerShapes], Lowered]
+CONVERTERS: dict[str, Converter] = {}
+
+
+def converter(*types: str) -> Callable[[Converter], Converter]:
+    """Register how layer types translate, as fn(layer, shapes) -> Lowered. For a fork's layer:
+
+        @prototxt_gen.pytorch.converter("MyLayer")
+        def my_layer(layer, shapes):
+            return Lowered("torch.relu({0}) * 2")
+
+    `shapes` has the layer's bottom, top and weight-blob shapes (register a shape rule with
+    prototxt_gen.shapes.rule first); `layer.blobs` its weights; raise Unsupported(reason) for a
+    configuration the converter cannot handle."""
+    def register(fn: Converter) -> Converter:
+        for t in types:
+            CONVERTERS[t] = fn
+        return fn
+    return register
+
+
+# -- the plan: one statement per layer ------------------------------------------------------------
+
+@dataclass
+class Statement:
+    layer: Layer
+    lowered: Lowered
+    attr: str | None          # submodule name, when the layer has one
+    bottoms: list[str]        # variable names
+    tops: list[str]
+
+
+@dataclass
+class Plan:
+    name: str
+    inputs: list[tuple[str, str, tuple[int, ...]]]  # (blob, variable, shape)
+    outputs: list[tuple[str, str]]                  # (blob, variable), in Caffe's order
+    statements: list[Statement]
+    fused: bool
+    # Statement index -> code for forward where it can do better than one op per layer (""
+    # when an earlier statement already did this one's work); see _fast_paths.
+    fast: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def helpers(self) -> list[type]:
+        seen: dict[type, None] = {}
+        for st in self.statements:
+            for h in st.lowered.helpers + ((st.lowered.module.cls,) if st.lowered.module else ()):
+                if h.__module__ == torch_ops.__name__:
+                    seen[h] = None
+        if any("batch_norm_scale(" in code for code in self.fast.values()):
+            seen[torch_ops.batch_norm_scale] = None
+        return list(seen)
+
+
+# Names a generated forward must not shadow.
+RESERVED = {"self", "torch", "nn", "F", "math", "blobs", "names"} | set(dir(builtins))
+
+
+def sanitize(name: str) -> str:
+    """A Python identifier for a Caffe name: other characters become '_' ('conv2_1/dw' ->
+    'conv2_1_dw'); a leading digit gets 'l_'. Collisions are resolved by the caller."""
+    out = "".join(c if c.isalnum() and c.isascii() or c == "_" else "_" for c in name) or "_"
+    if out[0].isdigit():
+        out = "l_" + out
+    if keyword.iskeyword(out):
+        out += "_"
+    return out
+
+
+class _Names:
+    """Unique identifiers for Caffe names (reversible through the mapping kept here)."""
+
+    def __init__(self, taken: Iterable[str] = ()):
+        self.taken = set(taken)
+        self.by_name: dict[str, str] = {}
+
+    def __call__(self, name: str) -> str:
+        if name not in self.by_name:
+            base = ident = sanitize(name)
+            n = 2
+            while ident in self.taken:
+                ident, n = f"{base}_{n}", n + 1
+            self.taken.add(ident)
+            self.by_name[name] = ident
+        return self.by_name[name]
+
+
+_MODULE_ATTRS = set(dir(nn.Module)) | {"input_names", "output_names", "caffe_names",
+                                       "caffe_blobs", "fused", "blob_names", "blobs"}
+
+
+def plan(net: Net, fuse: bool = False) -> Plan:
+    """Translate every layer (without building modules). Layers that cannot be translated are
+    all reported in one error, before anything is built."""
+    if fuse:
+        from .fuse import fuse as fuse_net
+        net = fuse_net(net)
+    shapes = infer(net)
+    missing = [f"'{s.layer.name}' ({s.layer.type})" for s in shapes
+               if s.layer.type not in CONVERTERS and s.layer.type != "Input"]
+    problems = []
+    lowered: list[Lowered | None] = []
+    for s in shapes:
+        if s.layer.type == "Input" or s.layer.type not in CONVERTERS:
+            lowered.append(None)
+            continue
+        try:
+            lowered.append(CONVERTERS[s.layer.type](s.layer, s))
+        except Unsupported as exc:
+            problems.append(f"'{s.layer.name}' ({s.layer.type}: {exc})")
+            lowered.append(None)
+    if missing or problems:
+        parts = []
+        if missing:
+            types = sorted({s.layer.type for s in shapes if s.layer.type not in CONVERTERS
+                            and s.layer.type != "Input"})
+            parts.append(f"{len(missing)} layer(s) have no PyTorch implementation: "
+                         + ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
+                         + f" (register one with @prototxt_gen.pytorch.converter"
+                         f"({', '.join(map(repr, types))}))")
+        if problems:
+            parts.append(f"{len(problems)} layer(s) cannot be translated: " + "; ".join(problems))
+        raise NetError("cannot convert to PyTorch: " + "; ".join(parts))
+
+    attrs = _Names(_MODULE_ATTRS)
+    variables = _Names(RESERVED | {"batch_norm_scale"})
+    inputs = [(i.name, variables(i.name), tuple(i.shape)) for i in net.inputs]
+    available = {i.name: None for i in net.inputs}
+    statements = []
+    index = {}  # layer index -> statement index
+    for i, (s, low) in enumerate(zip(shapes, lowered)):
+        layer = s.layer
+        if layer.type == "Input":
+            for name, shape in zip(layer.top, input_layer_shapes(layer.param)):
+                inputs.append((name, variables(name), tuple(shape)))
+                available[name] = None
+            continue
+        for b in layer.bottom:
+            available.pop(b, None)
+        for t in layer.top:
+            available[t] = None
+        attr = attrs(layer.name) if low.module is not None else None
+        index[i] = len(statements)
+        statements.append(Statement(layer, low, attr, [variables(b) for b in layer.bottom],
+                                    [variables(t) for t in layer.top]))
+    # Caffe's net outputs: the blobs no later layer consumes, ordered by name (a std::set).
+    outputs = [(b, variables(b)) for b in sorted(available)]
+    return Plan(net.name, inputs, outputs, statements, fuse,
+                _fast_paths(net, shapes, statements, index))
+
+
+# Layers whose output is a new tensor that autograd does not need again: a ReLU may overwrite it.
+_FRESH_OUTPUT = {"Convolution", "Deconvolution", "InnerProduct", "BatchNorm", "Scale", "Bias",
+                 "Eltwise"}
+
+
+def _fast_paths(net: Net, shapes, statements: list[Statement], index: dict[int, int]):
+    """Two rewrites of forward that Caffe's in-place layers allow, both exact:
+    a BatchNorm whose only reader is a per-channel Scale runs as one batch_norm call using
+    both layers' tensors (the submodules stay as they are); and an in-place ReLU overwrites
+    its input when nothing else reads that value and the value is a fresh tensor."""
+    from .fuse import affine_ok, name_free, value_readers
+    readers = value_readers(net)
+    fast: dict[int, str] = {}
+    produced: dict[str, tuple[int, int]] = {b.name: (-1, k) for k, b in enumerate(net.inputs)}
+    source: dict[int, tuple[int, int]] = {}  # layer -> the value its first bottom reads
+    for i, layer in enumerate(net.layers):
+        if layer.bottom:
+            source[i] = produced[layer.bottom[0]]
+        for k, name in enumerate(layer.top):
+            produced[name] = (i, k)
+    for i, layer in enumerate(net.layers):
+        if i not in index:
+            continue
+        st = statements[index[i]]
+        if (layer.type == "BatchNorm" and st.attr and len(layer.top) == 1
+                and len(readers.get((i, 0), [])) == 1):
+            j = readers[(i, 0)][0]
+            nxt = statements[index[j]] if j in index else None
+            if (nxt is not None and net.layers[j].type == "Scale" and nxt.attr
+                    and nxt.lowered.module.cls is torch_ops.Scale
+                    and affine_ok(net.layers[j], shapes[j].bottoms[0], need_blobs=False)
+                    and name_free(net, i, [j])):
+                fast[index[i]] = (f"{nxt.tops[0]} = batch_norm_scale({st.bottoms[0]}, "
+                                  f"self.{st.attr}, self.{nxt.attr})")
+                fast[index[j]] = ""
+        elif (layer.type == "ReLU" and layer.in_place and i in source
+              and readers.get(source[i]) == [i] and source[i][0] >= 0
+              and net.layers[source[i][0]].type in _FRESH_OUTPUT):
+            slope = layer.param.relu_param.negative_slope
+            var = st.tops[0]
+            fast[index[i]] = (f"{var} = F.leaky_relu({var}, {_lit(slope)}, inplace=True)"
+                              if slope else f"{var} = F.relu({var}, inplace=True)")
+    return fast
+
+
+# -- code generation ------------------------------------------------------------------------------
+
+def _statement_code(st: Statement) -> str:
+    low = st.lowered
+    expr = low.expr.format(*st.bottoms, m=f"self.{st.attr}" if st.attr else "")
+    if not st.tops:
+        return ""
+    if len(st.tops) == 1:
+        return f"{st.tops[0]} = {expr}"
+    if low.tuple_out:
+        return f"{', '.join(st.tops)} = {expr}"
+    return " = ".join(st.tops) + f" = {expr}"
+
+
+def _dead_after(p: Plan, steps: list[tuple[list[str], list[str]]]) -> list[list[str]]:
+    """Variables to delete after each step (reads, writes): values nothing reads any more, so
+    that activations are freed as in Caffe's memory reuse rather than held to the end."""
+    live = {var for _, var in p.outputs}
+    dead: list[list[str]] = [[] for _ in steps]
+    for i in range(len(steps) - 1, -1, -1):
+        bottoms, tops = steps[i]
+        for var in tops:
+            if var not in live:
+                dead[i].append(var)
+            live.discard(var)
+        for var in dict.fromkeys(bottoms):
+            if var not in live and var not in tops:
+                dead[i].append(var)
+            live.add(var)
+    return dead
+
+
+def forward_source(p: Plan, record: bool = False) -> str:
+    """The body of forward (record=False) or of a function that returns every blob's final
+    value by name (record=True)."""
+    args = ", ".join(["self"] + [var for _, var, _ in p.inputs])
+    if record:
+        lines = [f"def _forward_blobs({args}, names=None, by_layer=False):",
+                 "    blobs, layers = {}, {}"]
+        for b, var, _ in p.inputs:
+            lines.append(f"    blobs[{b!r}] = {var}")
+        for st in p.statements:
+            code = _statement_code(st)
+            if code:
+                lines.append(f"    {code}")
+            for name, var in zip(st.layer.top, st.tops):
+                lines.append(f"    blobs[{name!r}] = {var}")
+            lines.append(f"    layers[{st.layer.name!r}] = ({''.join(v + ', ' for v in st.tops)})")
+        lines.append("    if by_layer:")
+        lines.append("        return layers")
+        lines.append("    return blobs if names is None else {n: blobs[n] for n in names}")
+        return "\n".join(lines) + "\n"
+    lines = [f"def forward({args}):"]
+    codes, steps = [], []
+    for k, st in enumerate(p.statements):
+        if k in p.fast:  # its writes are what the code assigns; "" does nothing
+            code = p.fast[k]
+            steps.append((st.bottoms, code.split(" = ")[0].split(", ")) if code else ([], []))
+        else:
+            code = _statement_code(st)
+            steps.append((st.bottoms, st.tops))
+        codes.append(code)
+    for code, dead in zip(codes, _dead_after(p, steps)):
+        if code:
+            lines.append(f"    {code}")
+        if dead:
+            lines.append(f"    del {', '.join(dead)}")
+    outs = [var for _, var in p.outputs]
+    lines.append(f"    return {outs[0] if len(outs) == 1 else '(' + ', '.join(outs) + ')'}"
+                 if outs else "    return None")
+    return "\n".join(lines) + "\n"
+
+
+_NAMESPACE = {"torch": torch, "nn": nn, "F": F, "math": math,
+              **{name: obj for name, obj in vars(torch_ops).items()
+                 if callable(obj) and getattr(obj, "__module__", "") == torch_ops.__name__}}
+_counter = [0]
+
+
+def _compile(source: str, name: str) -> Callable:
+    _counter[0] += 1
+    filename = f"<prototxt-gen {name} {_counter[0]}>"
+    # Registered with linecache so that tracebacks and torch.compile can show the source.
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    scope: dict[str, Any] = {}
+    exec(compile(source, filename, "exec"), dict(_NAMESPACE), scope)
+    return next(iter(scope.values()))
+
+
+# -- the runtime module ---------------------------------------------------------------------------
+
+class CaffeNet(nn.Module):
+    """A translated Caffe network. `forward` takes the inputs in `input_names` order and returns
+    the output (several outputs: a tuple in `output_names` order, which is Caffe's: sorted by
+    name). `blobs(*inputs, names=None)` returns any blob's value by its Caffe name, as
+    pycaffe's net.blobs[name] gives it after a forward pass (the value after in-place layers).
+    `layer_outputs(*inputs)` gives each layer's own outputs. `caffe_names` maps submodule
+    names to Caffe layer names."""
+
+    input_names: tuple[str, ...] = ()
+    output_names: tuple[str, ...] = ()
+    caffe_names: dict[str, str] = {}
+    fused: bool = False
+
+    def blobs(self, *inputs, names: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+        if names is not None:
+            unknown = [n for n in names if n not in self.blob_names]
+            if unknown:
+                raise KeyError(f"no blob named {', '.join(map(repr, unknown))}")
+        return self._forward_blobs(*inputs, names=names)
+
+    def layer_outputs(self, *inputs) -> dict[str, tuple[torch.Tensor, ...]]:
+        """Each layer's tops right after it ran, by Caffe layer name: unlike `blobs`, this
+        shows a blob's value before the in-place layers that follow overwrite it."""
+        return self._forward_blobs(*inputs, by_layer=True)
+
+
+def to_torch(net: Net, *, fuse: bool = False, class_name: str | None = None) -> CaffeNet:
+    """The network as a PyTorch module in eval mode, with the net's weights (`layer.blobs`, as
+    load_weights gives them) or, for layers without, PyTorch's default initialization. With
+    fuse=True, BatchNorm/Scale/Bias chains are folded into the layer before them."""
+    p = plan(net, fuse)
+    cls_name = class_name or _class_name(net.name)
+    attrs = {
+        "forward": _compile(forward_source(p), cls_name),
+        "_forward_blobs": _compile(forward_source(p, record=True), cls_name),
+        "input_names": tuple(b for b, _, _ in p.inputs),
+        "output_names": tuple(b for b, _ in p.outputs),
+        "blob_names": frozenset(b for b, _, _ in p.inputs)
+        | {t for st in p.statements for t in st.layer.top},
+        "caffe_names": {st.attr: st.layer.name for st in p.statements if st.attr},
+        "caffe_blobs": {st.layer.name: (st.attr, st.lowered.blob_keys)
+                        for st in p.statements if st.lowered.blob_keys},
+        "fused": fuse,
+        "__module__": __name__,
+    }
+    cls = type(cls_name, (CaffeNet,), attrs)
+    model = cls.__new__(cls)
+    nn.Module.__init__(model)
+    for st in p.statements:
+        if st.attr:
+            model.add_module(st.attr, build_module(st.lowered.module, st.layer.name))
+    return model.eval()
+
+
+def build_module(ctor: Ctor, layer_name: str = "") -> nn.Module:
+    """Create the submodule; with every tensor given, on the meta device first so that no
+    memory is allocated or initialized only to be replaced."""
+    complete = all(v is not None for v in ctor.tensors.values())
+    if complete:
+        with torch.device("meta"):
+            module = ctor.cls(*ctor.args, **ctor.kwargs)
+    else:
+        module = ctor.cls(*ctor.args, **ctor.kwargs)
+    for name, arr in ctor.tensors.items():
+        owner, _, leaf = name.rpartition(".")
+        target = module.get_submodule(owner) if owner else module
+        if arr is None:
+            continue
+        tensor = _tensor(arr)
+        old = getattr(target, leaf)
+        if old is not None and tuple(old.shape) != tuple(tensor.shape):
+            raise NetError(f"layer '{layer_name}': {name} has shape {tuple(tensor.shape)}, the "
+                           f"module expects {tuple(old.shape)}")
+        if leaf in target._parameters:
+            target._parameters[leaf] = nn.Parameter(tensor, requires_grad=tensor.is_floating_point())
+        else:
+            target._buffers[leaf] = tensor
+    return module
+
+
+def _tensor(arr: np.ndarray) -> torch.Tensor:
+    if arr.dtype == np.float64:
+        arr = arr.astype(np.float32)
+    if not arr.flags.writeable or not arr.flags.aligned:
+        arr = arr.copy()  # a read-only mmap view: torch tensors must be writable
+    return torch.from_numpy(arr)
+
+
+def _class_name(name: str) -> str:
+    parts = [p for p in sanitize(name or "CaffeNet").replace("-", "_").split("_") if p]
+    ident = "".join(p[:1].upper() + p[1:] for p in parts) or "CaffeNet"
+    return ident if not ident[0].isdigit() else "Net" + ident
+
+
+# -- standalone source ----------------------------------------------------------------------------
+
+def to_source(net: Net, *, fuse: bool = False, class_name: str | None = None,
+              weights_file: str | None = None) -> str:
+    """A self-contained Python file defining the network as a plain nn.Module (needs torch
+    only). Load weights saved with save_python (or any state_dict of the same structure)."""
+    from . import __version__
+    p = plan(net, fuse)
+    cls_name = class_name or _class_name(net.name)
+    helpers = "".join("\n\n" + inspect.getsource(h).rstrip() + "\n" for h in p.helpers)
+    init = [f"        self.{st.attr} = {st.lowered.module.source()}"
+            for st in p.statements if st.attr]
+    body = forward_source(p).replace("\n", "\n    ").rstrip() + "\n"
+    load = weights_file or f"{cls_name.lower()}.pth"
+    names = ", ".join(b for b, _, _ in p.inputs)
+    shape = ", ".join(map(str, p.inputs[0][2])) if p.inputs else ""
+    return f'''"""{cls_name}: {net.name or 'a Caffe network'} translated from Caffe by prototxt-gen {__version__}{' (BatchNorm/Scale fused)' if fuse else ''}.
+
+Needs only PyTorch. Inputs: {names or 'none'}; outputs: {', '.join(b for b, _ in p.outputs)}.
+
+    model = {cls_name}()
+    model.load_state_dict(torch.load("{load}"))
+    model.eval()
+    out = model(torch.randn({shape}))
+"""
+import torch
+import torch.nn.functional as F
+from torch import nn
+{helpers}
+
+
+class {cls_name}(nn.Module):
+    def __init__(self):
+        super().__init__()
+{chr(10).join(init) if init else "        pass"}
+
+    {body}'''
+
+
+def save_python(net: Net, path: str | os.PathLike, *, fuse: bool = False,
+                class_name: str | None = None) -> tuple[str, str]:
+    """Write PATH (.py source) and its state_dict beside it (PATH with .pth); returns both
+    paths. Both are written to temporary files first and renamed when complete."""
+    from .fileio import atomic_open, atomic_write
+    path = os.fspath(path)
+    stem = path[:-3] if path.endswith(".py") else path
+    weights = stem + ".pth"
+    model = to_torch(net, fuse=fuse, class_name=class_name)
+    source = to_source(net, fuse=fuse, class_name=type(model).__name__,
+                       weights_file=os.path.basename(weights))
+    with atomic_open(weights) as f:
+        torch.save(model.state_dict(), f)
+    atomic_write(path, source)
+    return path, weights
+
+
+def save_exported(net: Net, path: str | os.PathLike, *, fuse: bool = False,
+                  class_name: str | None = None) -> None:
+    """Write the module as a torch.export program with a dynamic batch dimension: loading it
+    needs torch only (`torch.export.load(path).module()`)."""
+    from .fileio import atomic_open
+    model = to_torch(net, fuse=fuse, class_name=class_name)
+    if not model.input_names:
+        raise NetError("the net declares no input")
+    example = tuple(torch.zeros(shape) for _, _, shape in plan(net).inputs)
+    batch = torch.export.Dim("batch", min=1)
+    dynamic = tuple({0: batch} if len(x.shape) else None for x in example)
+    try:
+        with torch.no_grad():
+            program = torch.export.export(model, example, dynamic_shapes=dynamic)
+    except Exception:  # a layer whose arithmetic ties the batch size: export it fixed
+        with torch.no_grad():
+            program = torch.export.export(model, example)
+    with atomic_open(path) as f:
+        torch.export.save(program, f)
+
+
+def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """A state_dict file (torch.save), read without running pickled code."""
+    from .fileio import open_input
+    with open_input(path, "state_dict file") as f:
+        head = f.read(4)
+        f.seek(0)
+        if head != b"PK\x03\x04" and head[:1] != b"\x80":  # torch.save: zip, or a pickle
+            raise NetError(f"{path}: not a file saved by torch.save")
+        try:
+            state = torch.load(f, map_location="cpu", weights_only=True)
+        except Exception:
+            raise NetError(f"{path}: holds objects other than tensors (only a plain "
+                           "state_dict loads safely)") from None
+    if isinstance(state, nn.Module):
+        state = state.state_dict()
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor)
+                                              for v in state.values()):
+        raise NetError(f"{path}: holds a {type(state).__name__}, not a state_dict of tensors")
+    return state
+
+
+# -- back to Caffe --------------------------------------------------------------------------------
+
+def state_to_blobs(net: Net, state: dict[str, torch.Tensor] | nn.Module) -> Net:
+    """Give each layer of `net` the blobs held in a module's state_dict (ours, or any with the
+    same structure: keys are '<sanitized layer name>.<tensor>'), in Caffe's layouts; returns
+    `net` for write_caffemodel."""
+    if isinstance(state, nn.Module):
+        if getattr(state, "fused", False):
+            raise NetError("a fused module no longer matches the prototxt's layers; convert "
+                           "without --fuse to write weights back")
+        state = state.state_dict()
+    p = plan(net)
+    shapes = {s.layer.name: s.blobs for s in infer(net)}
+    missing = []
+    for st in p.statements:
+        if not st.lowered.blob_keys:
+            continue
+        blobs = []
+        for k, key in enumerate(st.lowered.blob_keys):
+            if isinstance(key, np.ndarray):
+                blobs.append(key)
+                continue
+            name, transform = key
+            full = f"{st.attr}.{name}"
+            if full not in state:
+                missing.append(full)
+                continue
+            arr = state[full].detach().to("cpu", torch.float32).contiguous().numpy()
+            arr = transform(arr) if transform else arr
+            want = shapes[st.layer.name][k]
+            if arr.size != math.prod(want):
+                raise NetError(f"state_dict entry '{full}' has {arr.size} values, layer '{st.layer.name}' "
+                               f"blob {k} needs shape {'×'.join(map(str, want))}")
+            blobs.append(arr.reshape(want))
+        st.layer.blobs = blobs
+    if missing:
+        raise NetError(f"the state_dict lacks {len(missing)} tensor(s) the net needs: "
+                       + ", ".join(missing[:8]) + (" ..." if len(missing) > 8 else ""))
+    return net
+
+
+# -- helpers for converters -----------------------------------------------------------------------
+
+def _lit(v: Any) -> str:
+    if isinstance(v, float):
+        return format_float32(v) if np.isfinite(v) else f"float('{v}')"
+    if isinstance(v, tuple):
+        return "(" + ", ".join(map(_lit, v)) + ("," if len(v) == 1 else "") + ")"
+    if isinstance(v, list):
+        return "[" + ", ".join(map(_lit, v)) + "]"
+    return repr(v)
+
+
+def _one(values: Sequence[int]):
+    """A per-axis tuple, or one int when all axes agree (nn's own convention)."""
+    values = tuple(int(v) for v in values)
+    return values[0] if len(set(values)) == 1 else values
+
+
+def _blob(layer: Layer, k: int) -> np.ndarray | None:
+    return layer.blobs[k] if k < len(layer.blobs) else None
+
+
+def _f32(layer: Layer, k: int, fn: Callable[[np.ndarray], np.ndarray] | None = None):
+    arr = _blob(layer, k)
+    if arr is None:
+        return None
+    arr = np.asarray(arr)
+    return fn(arr) if fn else arr
+
+
+def _single(layer: Layer, s: LayerShapes) -> None:
+    if len(layer.bottom) != 1 or len(layer.top) != 1:
+        raise Unsupported(f"expects 1 bottom and 1 top, has {len(layer.bottom)} and "
+                          f"{len(layer.top)}")
+
+
+def _extra(layer: Layer, message: str, field_name: str, default):
+    for value in layer.extra.get(message, []):
+        if isinstance(value, dict) and field_name in value:
+            return value[field_name][0]
+    return default
+
+
+def _each_bottom(expr: str, layer: Layer) -> tuple[str, bool]:
+    """A layer applied to each of several bottoms (Caffe shares the weights): a tuple."""
+    if len(layer.bottom) == 1:
+        return expr % 0, False
+    return "(" + ", ".join(expr % k for k in range(len(layer.bottom))) + ")", True
+
+
+# -- converters -----------------------------------------------------------------------------------
+
+_CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
+_DECONV = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
+
+
+def _conv_like(layer: Layer, s: LayerShapes, table: dict[int, type]) -> Lowered:
+    cp = layer.param.convolution_param
+    axis, kernel, pad, stride, dilation, channels, group = conv_geometry(cp, s.bottoms[0])
+    if axis != 1 or len(kernel) not in table:
+        raise Unsupported(f"{len(kernel)}-D convolution on axis {axis} (torch has 1-3-D, axis 1)")
+    kwargs: dict[str, Any] = {"kernel_size": _one(kernel)}
+    if any(v != 1 for v in stride):
+        kwargs["stride"] = _one(stride)
+    if any(pad):
+        kwargs["padding"] = _one(pad)
+    if any(v != 1 for v in dilation):
+        kwargs["dilation"] = _one(dilation)
+    if group != 1:
+        kwargs["groups"] = group
+    if not cp.bias_term:
+        kwargs["bias"] = False
+    tensors = {"weight": _f32(layer, 0)}
+    keys: list[BlobKey] = [("weight", None)]
+    if cp.bias_term:
+        tensors["bias"] = _f32(layer, 1)
+        keys.append(("bias", None))
+    expr, many = _each_bottom("{m}({%d})", layer)
+    return Lowered(expr, Ctor(table[len(kernel)], (channels, cp.num_output), kwargs, tensors),
+                   keys, tuple_out=many)
+
+
+@converter("Convolution")
+def _convolution(layer, s):
+    return _conv_like(layer, s, _CONV)
+
+
+@converter("Deconvolution")
+def _deconvolution(layer, s):
+    return _conv_like(layer, s, _DECONV)
+
+
+@converter("Pooling")
+def _pooling(layer, s):
+    _single(layer, s)
+    pp = layer.param.pooling_param
+    P = caffe_pb2.PoolingParameter
+    mode = {P.MAX: "max", P.AVE: "ave", P.STOCHASTIC: "stochastic"}[pp.pool]
+    if pp.global_pooling and mode != "stochastic":
+        cls = nn.AdaptiveMaxPool2d if mode == "max" else nn.AdaptiveAvgPool2d
+        return Lowered("{m}({0})", Ctor(cls, (1,)))
+    if pp.global_pooling:
+        return Lowered("{m}({0})", Ctor(torch_ops.CaffePool2d, (mode, (1, 1)),
+                                        {"global_pool": True}))
+    kernel = spatial(pp, 2, "kernel_size", "kernel_h", "kernel_w", None)
+    pad = spatial(pp, 2, "pad", "pad_h", "pad_w", 0)
+    stride = spatial(pp, 2, "stride", "stride_h", "stride_w", 1)
+    ceil = pp.round_mode == P.CEIL
+    # torch's pooling equals Caffe's for every input size when the padding is at most half
+    # the kernel and, without padding, the stride does not exceed the kernel (torch clips an
+    # empty last window that Caffe keeps); see caffe_facts.md §4.
+    native = mode != "stochastic" and all(
+        2 * p <= k and (p > 0 or k >= st or not ceil) for k, p, st in zip(kernel, pad, stride))
+    if native:
+        kwargs: dict[str, Any] = {}
+        if kernel != stride:
+            kwargs["stride"] = _one(stride)
+        if any(pad):
+            kwargs["padding"] = _one(pad)
+        if ceil:
+            kwargs["ceil_mode"] = True
+        cls = nn.MaxPool2d if mode == "max" else nn.AvgPool2d
+        return Lowered("{m}({0})", Ctor(cls, (_one(kernel),), kwargs))
+    return Lowered("{m}({0})", Ctor(torch_ops.CaffePool2d, (mode, tuple(kernel)),
+                                    {"stride": tuple(stride), "pad": tuple(pad),
+                                     "ceil_mode": ceil}))
+
+
+@converter("InnerProduct")
+def _inner_product(layer, s):
+    ip = layer.param.inner_product_param
+    bottom = s.bottoms[0]
+    axis = ip.axis % len(bottom)
+    k = math.prod(bottom[axis:])
+    tensors = {"weight": _f32(layer, 0, (lambda w: np.ascontiguousarray(w.T))
+                              if ip.transpose else None)}
+    keys: list[BlobKey] = [("weight", (lambda w: np.ascontiguousarray(w.T))
+                            if ip.transpose else None)]
+    if ip.bias_term:
+        tensors["bias"] = _f32(layer, 1)
+        keys.append(("bias", None))
+    kwargs = {} if ip.bias_term else {"bias": False}
+    arg = "{%d}" if len(bottom) == axis + 1 else f"torch.flatten({{%d}}, {axis})"
+    expr, many = _each_bottom("{m}(" + arg + ")", layer)
+    return Lowered(expr, Ctor(nn.Linear, (k, ip.num_output), kwargs, tensors), keys,
+                   tuple_out=many)
+
+
+_BATCHNORM = {2: nn.BatchNorm1d, 3: nn.BatchNorm1d, 4: nn.BatchNorm2d, 5: nn.BatchNorm3d}
+
+
+@converter("BatchNorm")
+def _batch_norm(layer, s):
+    _single(layer, s)
+    bp = layer.param.batch_norm_param
+    bottom = s.bottoms[0]
+    eps = float(format_float32(bp.eps))
+    if bp.HasField("use_global_stats") and not bp.use_global_stats:
+        # Caffe normalizes with the batch's own statistics then, in any phase.
+        return Lowered(f"F.batch_norm({{0}}, None, None, training=True, eps={_lit(eps)})")
+    if len(bottom) not in _BATCHNORM:
+        raise Unsupported(f"a {len(bottom)}-D input (torch's BatchNorm takes 2-5-D)")
+    factor = None
+    if len(layer.blobs) == 3:
+        s_ = float(np.asarray(layer.blobs[2]).reshape(-1)[0])
+        factor = 0.0 if s_ == 0 else 1.0 / s_
+    stat = (lambda k: None if factor is None else
+            (np.asarray(layer.blobs[k], np.float32).reshape(-1) * np.float32(factor)))
+    tensors = {"running_mean": stat(0), "running_var": stat(1),
+               "num_batches_tracked": None if factor is None else np.zeros((), np.int64)}
+    keys: list[BlobKey] = [("running_mean", None), ("running_var", None),
+                           np.ones(1, np.float32)]
+    kwargs: dict[str, Any] = {"affine": False}
+    if eps != 1e-5:
+        kwargs = {"eps": eps, **kwargs}
+    return Lowered("{m}({0})", Ctor(_BATCHNORM[len(bottom)], (bottom[1],), kwargs, tensors),
+                   keys)
+
+
+def _affine_layout(sub, bottoms: list[tuple[int, ...]]) -> tuple[tuple[int, ...], int]:
+    """Scale/Bias: the factor's shape and the number of trailing axes it broadcasts over."""
+    x = bottoms[0]
+    axis = sub.axis % len(x)
+    if len(bottoms) == 2:
+        shape = bottoms[1]
+    else:
+        end = len(x) if sub.num_axes == -1 else axis + sub.num_axes
+        shape = x[axis:end]
+    return tuple(shape), len(x) - axis - len(shape)
+
+
+@converter("Scale")
+def _scale(layer, s):
+    sp = layer.param.scale_param
+    shape, trailing = _affine_layout(sp, s.bottoms)
+    two = len(s.bottoms) == 2
+    if "fused" in layer.extra and len(s.bottoms[0]) == 4 and trailing == 2 and len(shape) == 1:
+        # A BatchNorm + Scale chain with no convolution before it, folded (fuse.py) into
+        # y = a * x + b: one BatchNorm2d whose statistics are the identity.
+        c = shape[0]
+        tensors = {"weight": _f32(layer, 0), "bias": _f32(layer, 1),
+                   "running_mean": np.zeros(c, np.float32),
+                   "running_var": np.ones(c, np.float32),
+                   "num_batches_tracked": np.zeros((), np.int64)}
+        return Lowered("{m}({0})", Ctor(nn.BatchNorm2d, (c,), {"eps": 0.0}, tensors))
+    tensors, keys = {}, []
+    if not two:
+        tensors["weight"] = _f32(layer, 0)
+        keys.append(("weight", None))
+    if sp.bias_term:
+        tensors["bias"] = _f32(layer, 0 if two else 1)
+        keys.append(("bias", None))
+    kwargs = {} if not two else {"learned": False}
+    if not sp.bias_term:
+        kwargs["bias"] = False
+    return Lowered("{m}({0}, {1})" if two else "{m}({0})",
+                   Ctor(torch_ops.Scale, (shape, trailing), kwargs, tensors), keys)
+
+
+@converter("Bias")
+def _bias(layer, s):
+    bp = layer.param.bias_param
+    shape, trailing = _affine_layout(bp, s.bottoms)
+    if len(s.bottoms) == 2:
+        return Lowered("{m}({0}, {1})", Ctor(torch_ops.Bias, (shape, trailing),
+                                             {"learned": False}))
+    return Lowered("{m}({0})", Ctor(torch_ops.Bias, (shape, trailing), {},
+                                    {"bias": _f32(layer, 0)}), [("bias", None)])
+
+
+@converter("ReLU")
+def _relu(layer, s):
+    slope = layer.param.relu_param.negative_slope
+    if slope:
+        return Lowered(f"F.leaky_relu({{0}}, {_lit(slope)})")
+    return Lowered("F.relu({0})")
+
+
+@converter("PReLU")
+def _prelu(layer, s):
+    n = s.blobs[0][0]
+    return Lowered("{m}({0})", Ctor(nn.PReLU, (n,) if n != 1 else (),
+                                    tensors={"weight": _f32(layer, 0)}), [("weight", None)])
+
+
+def _simple(expr: Callable[[Layer], str]):
+    def convert(layer, s):
+        _single(layer, s)
+        return Lowered(expr(layer))
+    return convert
+
+
+CONVERTERS.update({
+    "Sigmoid": _simple(lambda layer: "torch.sigmoid({0})"),
+    "TanH": _simple(lambda layer: "torch.tanh({0})"),
+    "AbsVal": _simple(lambda layer: "torch.abs({0})"),
+    "BNLL": _simple(lambda layer: "F.softplus({0})"),
+    "ReLU6": _simple(lambda layer: "F.relu6({0})"),
+    "ELU": _simple(lambda layer: f"F.elu({{0}}, {_lit(layer.param.elu_param.alpha)})"),
+    "Threshold": _simple(lambda layer: f"({{0}} > {_lit(layer.param.threshold_param.threshold)})"
+                         ".to({0}.dtype)"),
+    "Clip": _simple(lambda layer: f"torch.clamp({{0}}, {_lit(layer.param.clip_param.min)}, "
+                    f"{_lit(layer.param.clip_param.max)})"),
+    "Swish": _simple(lambda layer: f"{{0}} * torch.sigmoid({_lit(layer.param.swish_param.beta)}"
+                     " * {0})" if layer.param.swish_param.beta != 1 else "F.silu({0})"),
+    "Dropout": _simple(lambda layer: f"F.dropout({{0}}, "
+                       f"{_lit(layer.param.dropout_param.dropout_ratio)}, self.training)"),
+})
+
+
+def _linear_expr(scale: float, shift: float, x: str = "{0}") -> str:
+    """shift + scale * x, written without the parts that do nothing."""
+    term = x if scale == 1 else f"{_lit(scale)} * {x}"
+    return term if shift == 0 else f"({_lit(shift)} + {term})"
+
+
+@converter("Power")
+def _power(layer, s):
+    _single(layer, s)
+    pp = layer.param.power_param
+    base = _linear_expr(pp.scale, pp.shift)
+    return Lowered(base if pp.power == 1 else f"torch.pow({base}, {_lit(pp.power)})")
+
+
+@converter("Exp")
+def _exp(layer, s):
+    _single(layer, s)
+    ep = layer.param.exp_param
+    ln_base = 1.0 if ep.base == -1 else math.log(ep.base)
+    return Lowered(f"torch.exp({_linear_expr(ep.scale * ln_base, ep.shift * ln_base)})")
+
+
+@converter("Log")
+def _log(layer, s):
+    _single(layer, s)
+    lp = layer.param.log_param
+    expr = f"torch.log({_linear_expr(lp.scale, lp.shift)})"
+    return Lowered(expr if lp.base == -1 else f"{expr} / {_lit(math.log(lp.base))}")
+
+
+@converter("Softmax")
+def _softmax(layer, s):
+    _single(layer, s)
+    axis = layer.param.softmax_param.axis % len(s.bottoms[0])
+    return Lowered(f"torch.softmax({{0}}, {axis})")
+
+
+@converter("Eltwise")
+def _eltwise(layer, s):
+    ep = layer.param.eltwise_param
+    E = caffe_pb2.EltwiseParameter
+    n = len(layer.bottom)
+    if ep.operation == E.PROD:
+        return Lowered(" * ".join(f"{{{k}}}" for k in range(n)))
+    if ep.operation == E.MAX:
+        expr = "{0}"
+        for k in range(1, n):
+            expr = f"torch.maximum({expr}, {{{k}}})"
+        return Lowered(expr)
+    coeffs = list(ep.coeff) or [1.0] * n
+    expr = ""
+    for k, c in enumerate(coeffs):  # Caffe adds coeff_k * bottom_k in order
+        if k:
+            expr += " - " if c < 0 else " + "
+        elif c < 0:
+            expr += "-"
+        expr += f"{{{k}}}" if abs(c) == 1 else f"{_lit(abs(c))} * {{{k}}}"
+    return Lowered(expr)
+
+
+@converter("Concat")
+def _concat(layer, s):
+    cp = layer.param.concat_param
+    axis = cp.axis if cp.HasField("axis") or not cp.HasField("concat_dim") else cp.concat_dim
+    axis %= len(s.bottoms[0])
+    if len(layer.bottom) == 1:
+        return Lowered("{0}")
+    parts = ", ".join(f"{{{k}}}" for k in range(len(layer.bottom)))
+    return Lowered(f"torch.cat(({parts}), {axis})")
+
+
+@converter("Slice")
+def _slice(layer, s):
+    sp = layer.param.slice_param
+    axis = sp.axis if sp.HasField("axis") or not sp.HasField("slice_dim") else sp.slice_dim
+    axis %= len(s.bottoms[0])
+    if len(layer.top) == 1:
+        return Lowered("{0}")
+    if sp.slice_point:
+        return Lowered(f"torch.tensor_split({{0}}, {_lit(list(sp.slice_point))}, {axis})",
+                       tuple_out=True)
+    return Lowered(f"torch.chunk({{0}}, {len(layer.top)}, {axis})", tuple_out=True)
+
+
+@converter("Split")
+def _split(layer, s):
+    return Lowered("{0}")
+
+
+@converter("Flatten")
+def _flatten(layer, s):
+    _single(layer, s)
+    fp = layer.param.flatten_param
+    n = len(s.bottoms[0])
+    start, end = fp.axis % n, fp.end_axis % n
+    return Lowered(f"torch.flatten({{0}}, {start}" + (f", {end})" if end != n - 1 else ")"))
+
+
+@converter("Reshape")
+def _reshape(layer, s):
+    _single(layer, s)
+    rp = layer.param.reshape_param
+    n = len(s.bottoms[0])
+    start = rp.axis + n + 1 if rp.axis < 0 else rp.axis
+    end = n if rp.num_axes == -1 else start + rp.num_axes
+    dims = [f"{{0}}.shape[{k}]" for k in range(start)]
+    dims += [f"{{0}}.shape[{start + k}]" if d == 0 else str(d)
+             for k, d in enumerate(rp.shape.dim)]
+    dims += [f"{{0}}.shape[{k}]" for k in range(end, n)]
+    return Lowered(f"{{0}}.reshape({', '.join(dims)})" if dims else "{0}.reshape(())")
+
+
+@converter("Crop")
+def _crop(layer, s):
+    cp = layer.param.crop_param
+    data = s.bottoms[0]
+    axis = cp.axis % len(data)
+    offsets = list(cp.offset) or [0]
+    if len(offsets) == 1:
+        offsets *= len(data) - axis
+    index = [":"] * axis + [f"{o}:{o} + {{1}}.shape[{axis + k}]" if o else
+                            f":{{1}}.shape[{axis + k}]" for k, o in enumerate(offsets)]
+    return Lowered(f"{{0}}[{', '.join(index)}]")
+
+
+@converter("LRN")
+def _lrn(layer, s):
+    _single(layer, s)
+    lp = layer.param.lrn_param
+    if lp.norm_region == caffe_pb2.LRNParameter.WITHIN_CHANNEL:
+        return Lowered("{m}({0})", Ctor(torch_ops.LRNWithinChannel,
+                                        (lp.local_size, lp.alpha, lp.beta)))
+    return Lowered("{m}({0})", Ctor(nn.LocalResponseNorm, (lp.local_size,),
+                                    {"alpha": lp.alpha, "beta": lp.beta, "k": lp.k}))
+
+
+@converter("MVN")
+def _mvn(layer, s):
+    _single(layer, s)
+    mp = layer.param.mvn_param
+    return Lowered("{m}({0})", Ctor(torch_ops.MVN, (), {
+        "normalize_variance": mp.normalize_variance, "across_channels": mp.across_channels,
+        "eps": mp.eps}))
+
+
+@converter("Axpy")
+def _axpy(layer, s):
+    # SENet's fork layer: top = a * x + y, a being N×C×1×1.
+    return Lowered("{0} * {1} + {2}")
+
+
+@converter("Permute")
+def _permute(layer, s):
+    _single(layer, s)
+    n = len(s.bottoms[0])
+    order = [o for p in layer.extra.get("permute_param", []) if isinstance(p, dict)
+             for o in p.get("order", [])]
+    order += [k for k in range(n) if k not in order]
+    return Lowered(f"{{0}}.permute({', '.join(map(str, order))})")
+
+
+@converter("Normalize")
+def _normalize(layer, s):
+    _single(layer, s)
+    c = s.bottoms[0][1]
+    shared = bool(_extra(layer, "norm_param", "channel_shared", True))
+    return Lowered("{m}({0})", Ctor(torch_ops.Normalize, (c,), {
+        "across_spatial": bool(_extra(layer, "norm_param", "across_spatial", True)),
+        "channel_shared": shared, "eps": float(_extra(layer, "norm_param", "eps", 1e-10))},
+        {"weight": _f32(layer, 0)}), [("weight", None)])
+
+
+@converter("ArgMax")
+def _argmax(layer, s):
+    _single(layer, s)
+    ap = layer.param.argmax_param
+    axis = ap.axis % len(s.bottoms[0]) if ap.HasField("axis") else None
+    return Lowered("{m}({0})", Ctor(torch_ops.ArgMax, (), {
+        "top_k": ap.top_k, "out_max_val": ap.out_max_val, "axis": axis}))
+
+
+@converter("Reduction")
+def _reduction(layer, s):
+    _single(layer, s)
+    rp = layer.param.reduction_param
+    R = caffe_pb2.ReductionParameter
+    n = len(s.bottoms[0])
+    axis = rp.axis % n if n else 0
+    dims = tuple(range(axis, n))
+    x = {R.SUM: "{0}", R.ASUM: "torch.abs({0})", R.SUMSQ: "{0} * {0}",
+         R.MEAN: "{0}"}[rp.operation]
+    fn = "mean" if rp.operation == R.MEAN else "sum"
+    expr = f"torch.{fn}({x}, {_lit(dims)})" if dims else x
+    return Lowered(expr if rp.coeff == 1 else f"{_lit(rp.coeff)} * {expr}")
+
+
+@converter("Tile")
+def _tile(layer, s):
+    _single(layer, s)
+    tp = layer.param.tile_param
+    n = len(s.bottoms[0])
+    reps = [1] * n
+    reps[tp.axis % n] = tp.tiles
+    return Lowered(f"{{0}}.repeat({', '.join(map(str, reps))})")
+
+
+@converter("ShuffleChannel")
+def _shuffle_channel(layer, s):
+    _single(layer, s)
+    group = int(_extra(layer, "shuffle_channel_param", "group", 1))
+    return Lowered(f"F.channel_shuffle({{0}}, {group})")
+
+
+@converter("Silence")
+def _silence(layer, s):
+    return Lowered("None")
+
+
+@converter("Parameter")
+def _parameter(layer, s):
+    return Lowered("{m}.weight", Ctor(torch_ops.Blob, (tuple(s.blobs[0]),),
+                                      tensors={"weight": _f32(layer, 0)}), [("weight", None)])

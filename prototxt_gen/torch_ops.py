@@ -1,0 +1,202 @@
+"""PyTorch modules for Caffe layers that have no exact equivalent in torch.nn.
+
+Each class depends on torch alone: the source exporter copies the ones a network uses into the
+generated .py file, so the same code runs inside prototxt-gen and in the standalone export.
+The arithmetic follows caffe_facts.md (§3 BatchNorm, §4 pooling) and Caffe's layer sources.
+"""
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class CaffePool2d(nn.Module):
+    """Caffe's 2-D pooling: ceil (default) or floor rounding with Caffe's clip rule; average
+    divides by the window's extent inside the padded image (padding counts, the ceil overhang
+    does not); max ignores padding; stochastic pooling in its test-time form."""
+
+    def __init__(self, mode, kernel, stride=(1, 1), pad=(0, 0), ceil_mode=True,
+                 global_pool=False):
+        super().__init__()
+        self.mode = mode  # "max", "ave" or "stochastic"
+        self.kernel, self.stride, self.pad = tuple(kernel), tuple(stride), tuple(pad)
+        self.ceil_mode = ceil_mode
+        self.global_pool = global_pool
+
+    def extra_repr(self):
+        if self.global_pool:
+            return f"{self.mode!r}, global_pool=True"
+        return (f"{self.mode!r}, kernel={self.kernel}, stride={self.stride}, pad={self.pad}, "
+                f"ceil_mode={self.ceil_mode}")
+
+    @staticmethod
+    def output_size(size, k, s, p, ceil_mode):
+        span = size + 2 * p - k
+        out = (-(-span // s) if ceil_mode else span // s) + 1
+        if p and (out - 1) * s >= size + p:  # the last window must start inside the image
+            out -= 1
+        return out
+
+    @staticmethod
+    def _torch_size(size, k, s, p, ceil_mode):
+        span = size + 2 * p - k
+        out = (-(-span // s) if ceil_mode else span // s) + 1
+        if ceil_mode and (out - 1) * s >= size + p:
+            out -= 1
+        return out
+
+    def forward(self, x):
+        if self.global_pool:
+            if self.mode == "max":
+                return x.amax((-2, -1), keepdim=True)
+            if self.mode == "ave":
+                return x.mean((-2, -1), keepdim=True)
+            return (x * x).sum((-2, -1), keepdim=True) / (
+                x.sum((-2, -1), keepdim=True) + torch.finfo(x.dtype).tiny)
+        k, s, p = self.kernel, self.stride, self.pad
+        size = x.shape[-2:]
+        out = [self.output_size(size[d], k[d], s[d], p[d], self.ceil_mode) for d in (0, 1)]
+        if self.mode == "stochastic":
+            return self._stochastic(x, out)
+        # torch's pooling computes the same windows and divisor (count_include_pad) whenever
+        # it agrees on the output size; it clips the last window even without padding, which
+        # Caffe does not, and it limits padding to half the kernel.
+        native = all(2 * p[d] <= k[d] and out[d] == self._torch_size(
+            size[d], k[d], s[d], p[d], self.ceil_mode) for d in (0, 1))
+        if native:
+            if self.mode == "max":
+                return F.max_pool2d(x, k, s, p, ceil_mode=self.ceil_mode)
+            return F.avg_pool2d(x, k, s, p, ceil_mode=self.ceil_mode, count_include_pad=True)
+        extra = [max(0, (out[d] - 1) * s[d] + k[d] - size[d] - p[d]) for d in (0, 1)]
+        if self.mode == "max":
+            padded = F.pad(x, (p[1], extra[1], p[0], extra[0]), value=float("-inf"))
+            return F.max_pool2d(padded, k, s)[..., :out[0], :out[1]]
+        padded = F.pad(x, (p[1], extra[1], p[0], extra[0]))
+        total = F.avg_pool2d(padded, k, s, divisor_override=1)[..., :out[0], :out[1]]
+        div = [(torch.clamp(torch.arange(out[d], device=x.device) * s[d] + k[d] - p[d],
+                            max=size[d] + p[d]) - (torch.arange(out[d], device=x.device) * s[d]
+                                                   - p[d])).to(x.dtype) for d in (0, 1)]
+        return total / (div[0][:, None] * div[1][None, :])
+
+    def _stochastic(self, x, out):
+        # Test-time stochastic pooling: sum(x^2) / sum(x) over each window (no padding).
+        k, s = self.kernel, self.stride
+        size = x.shape[-2:]
+        extra = [max(0, (out[d] - 1) * s[d] + k[d] - size[d]) for d in (0, 1)]
+        num = F.avg_pool2d(F.pad(x * x, (0, extra[1], 0, extra[0])), k, s, divisor_override=1)
+        den = F.avg_pool2d(F.pad(x, (0, extra[1], 0, extra[0])), k, s, divisor_override=1)
+        return (num / (den + torch.finfo(x.dtype).tiny))[..., :out[0], :out[1]]
+
+
+class Scale(nn.Module):
+    """Caffe's Scale: multiply by a factor spanning axes [axis, axis + len(shape)) of the input,
+    learned (`weight`) or given as a second input, and add `bias` if present."""
+
+    def __init__(self, shape, trailing, learned=True, bias=True):
+        super().__init__()
+        self.view = tuple(shape) + (1,) * trailing
+        self.weight = nn.Parameter(torch.ones(shape)) if learned else None
+        self.bias = nn.Parameter(torch.zeros(shape)) if bias else None
+
+    def forward(self, x, factor=None):
+        factor = (self.weight if factor is None else factor).reshape(self.view)
+        if self.bias is None:
+            return x * factor
+        return torch.addcmul(self.bias.reshape(self.view), x, factor)
+
+
+class Bias(nn.Module):
+    """Caffe's Bias: add a term spanning axes [axis, axis + len(shape)) of the input, learned
+    (`bias`) or given as a second input."""
+
+    def __init__(self, shape, trailing, learned=True):
+        super().__init__()
+        self.view = tuple(shape) + (1,) * trailing
+        self.bias = nn.Parameter(torch.zeros(shape)) if learned else None
+
+    def forward(self, x, term=None):
+        return x + (self.bias if term is None else term).reshape(self.view)
+
+
+class LRNWithinChannel(nn.Module):
+    """Caffe's LRN with norm_region WITHIN_CHANNEL: x * (1 + alpha * avg(x^2))^-beta over a
+    size×size window, the average counting the zero padding (Caffe builds it from an AVE pool
+    with pad (size-1)/2 and a Power layer whose shift is 1; k is not used)."""
+
+    def __init__(self, size, alpha, beta):
+        super().__init__()
+        self.size, self.alpha, self.beta = size, alpha, beta
+
+    def extra_repr(self):
+        return f"size={self.size}, alpha={self.alpha}, beta={self.beta}"
+
+    def forward(self, x):
+        avg = F.avg_pool2d(x * x, self.size, 1, (self.size - 1) // 2, ceil_mode=True,
+                           count_include_pad=True)
+        return x * torch.pow(1 + self.alpha * avg, -self.beta)
+
+
+class MVN(nn.Module):
+    """Caffe's MVN: subtract the mean over (C,)H,W and optionally divide by (std + eps)."""
+
+    def __init__(self, normalize_variance=True, across_channels=False, eps=1e-9):
+        super().__init__()
+        self.normalize_variance = normalize_variance
+        self.across_channels = across_channels
+        self.eps = eps
+
+    def forward(self, x):
+        dims = tuple(range(1 if self.across_channels else 2, x.dim()))
+        x = x - x.mean(dims, keepdim=True)
+        if not self.normalize_variance:
+            return x
+        return x / ((x * x).mean(dims, keepdim=True).sqrt() + self.eps)
+
+
+class Normalize(nn.Module):
+    """SSD's Normalize: divide by the L2 norm over C,H,W (across_spatial) or over C at each
+    position, then multiply by a learned per-channel (or shared) scale."""
+
+    def __init__(self, channels, across_spatial=True, channel_shared=True, eps=1e-10):
+        super().__init__()
+        self.across_spatial = across_spatial
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(1 if channel_shared else channels))
+
+    def forward(self, x):
+        dims = tuple(range(1, x.dim())) if self.across_spatial else (1,)
+        norm = ((x * x).sum(dims, keepdim=True) + self.eps).sqrt()
+        scale = self.weight.reshape((1, -1) + (1,) * (x.dim() - 2))
+        return x / norm * scale
+
+
+class ArgMax(nn.Module):
+    """Caffe's ArgMax: the top_k indices (or values, with out_max_val) along `axis`; without an
+    axis, over each item's flattened values, shaped N×(1 or 2)×top_k."""
+
+    def __init__(self, top_k=1, out_max_val=False, axis=None):
+        super().__init__()
+        self.top_k, self.out_max_val, self.axis = top_k, out_max_val, axis
+
+    def forward(self, x):
+        if self.axis is not None:
+            values, index = x.topk(self.top_k, dim=self.axis)
+            return values if self.out_max_val else index.to(x.dtype)
+        values, index = x.flatten(1).topk(self.top_k, dim=1)
+        index = index.to(x.dtype)
+        out = torch.stack((index, values), 1) if self.out_max_val else index[:, None]
+        return out.reshape(out.shape + (1,) * max(0, x.dim() - 3))
+
+
+class Blob(nn.Module):
+    """Caffe's Parameter layer: a learned blob that the layer outputs as it is."""
+
+    def __init__(self, shape):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(shape))
+
+
+def batch_norm_scale(x, bn, scale):
+    """A Caffe BatchNorm followed by its Scale, in one kernel: BatchNorm's statistics with the
+    Scale layer's factor and bias as the affine part (the same arithmetic as the two layers)."""
+    return F.batch_norm(x, bn.running_mean, bn.running_var, scale.weight, scale.bias, False,
+                        0.0, bn.eps)

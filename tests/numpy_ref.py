@@ -1,0 +1,243 @@
+"""A plain NumPy reading of Caffe's layer arithmetic (the loops of Caffe's *_layer.cpp, as
+recorded in caffe_facts.md), independent of the PyTorch translator: for the layers OpenCV lacks
+(Axpy, Bias, Tile, Reduction, stochastic pooling...) or computes differently (LRN within a
+channel). check_layers() feeds each layer the exact values our module gave its bottoms."""
+import math
+
+import numpy as np
+
+from prototxt_gen import caffe_pb2
+
+REF = {}
+
+
+def ref(*types):
+    def register(fn):
+        for t in types:
+            REF[t] = fn
+        return fn
+    return register
+
+
+def _spatial(pp, name, h, w, default):
+    if pp.HasField(h):
+        return getattr(pp, h), getattr(pp, w)
+    if pp.HasField(name):
+        return getattr(pp, name), getattr(pp, name)
+    return default, default
+
+
+@ref("Pooling")
+def pooling(layer, x):
+    pp = layer.param.pooling_param
+    P = caffe_pb2.PoolingParameter
+    n, c, H, W = x.shape
+    if pp.global_pooling:
+        (kh, kw), (ph, pw), (sh, sw) = (H, W), (0, 0), (1, 1)
+    else:
+        kh, kw = _spatial(pp, "kernel_size", "kernel_h", "kernel_w", None)
+        ph, pw = _spatial(pp, "pad", "pad_h", "pad_w", 0)
+        sh, sw = _spatial(pp, "stride", "stride_h", "stride_w", 1)
+    rnd = math.ceil if pp.round_mode == P.CEIL else math.floor
+    oh = rnd((H + 2 * ph - kh) / sh) + 1
+    ow = rnd((W + 2 * pw - kw) / sw) + 1
+    if ph or pw:
+        oh -= (oh - 1) * sh >= H + ph
+        ow -= (ow - 1) * sw >= W + pw
+    out = np.zeros((n, c, oh, ow), np.float64)
+    for i in range(oh):
+        for j in range(ow):
+            if pp.pool == P.STOCHASTIC:  # test time: sum(x^2) / sum(x), no padding
+                hs, ws = i * sh, j * sw
+                win = x[:, :, hs:min(hs + kh, H), ws:min(ws + kw, W)].astype(np.float64)
+                out[:, :, i, j] = ((win * win).sum((2, 3))
+                                   / (win.sum((2, 3)) + np.finfo(np.float32).tiny))
+                continue
+            hs, ws = i * sh - ph, j * sw - pw
+            he, we = min(hs + kh, H + ph), min(ws + kw, W + pw)
+            size = (he - hs) * (we - ws)
+            win = x[:, :, max(hs, 0):min(he, H), max(ws, 0):min(we, W)]
+            if pp.pool == P.MAX:
+                out[:, :, i, j] = win.max((2, 3))
+            else:
+                out[:, :, i, j] = win.sum((2, 3), dtype=np.float64) / size
+    return [out]
+
+
+@ref("LRN")
+def lrn(layer, x):
+    lp = layer.param.lrn_param
+    size, alpha, beta = lp.local_size, lp.alpha, lp.beta
+    x = x.astype(np.float64)
+    pre = (size - 1) // 2
+    if lp.norm_region == caffe_pb2.LRNParameter.ACROSS_CHANNELS:
+        sq = np.pad(x * x, ((0, 0), (pre, size - 1 - pre), (0, 0), (0, 0)))
+        window = sum(sq[:, k:k + x.shape[1]] for k in range(size))
+        return [x * (lp.k + alpha / size * window) ** -beta]
+    # WITHIN_CHANNEL: AVE pool of x^2 (zero padding counted: divisor size*size), then
+    # Power(shift 1, scale alpha, power -beta); k is not used.
+    sq = np.pad(x * x, ((0, 0), (0, 0), (pre, pre), (pre, pre)))
+    H, W = x.shape[2:]
+    avg = sum(sq[:, :, a:a + H, b:b + W] for a in range(size) for b in range(size)) / size ** 2
+    return [x * (1 + alpha * avg) ** -beta]
+
+
+@ref("MVN")
+def mvn(layer, x):
+    mp = layer.param.mvn_param
+    axes = tuple(range(1 if mp.across_channels else 2, x.ndim))
+    x = x.astype(np.float64)
+    y = x - x.mean(axes, keepdims=True)
+    if mp.normalize_variance:
+        y = y / (np.sqrt((y * y).mean(axes, keepdims=True)) + mp.eps)
+    return [y]
+
+
+@ref("Axpy")
+def axpy(layer, a, x, y):
+    return [a * x + y]
+
+
+@ref("BatchNorm")
+def batch_norm(layer, x):
+    mean, var, s = (np.asarray(b, np.float64).reshape(-1) for b in layer.blobs)
+    f = 0 if s[0] == 0 else 1 / s[0]
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    return [(x - (mean * f).reshape(shape))
+            / np.sqrt((var * f).reshape(shape) + layer.param.batch_norm_param.eps)]
+
+
+def _broadcast(x, factor, axis):
+    axis %= x.ndim
+    return factor.reshape((1,) * axis + factor.shape + (1,) * (x.ndim - axis - factor.ndim))
+
+
+@ref("Scale")
+def scale(layer, x, factor=None):
+    sp = layer.param.scale_param
+    blobs = list(layer.blobs)
+    if factor is None:
+        factor = blobs.pop(0)
+    y = x * _broadcast(x, np.asarray(factor), sp.axis)
+    if sp.bias_term:
+        y = y + _broadcast(x, np.asarray(blobs[0]), sp.axis)
+    return [y]
+
+
+@ref("Bias")
+def bias(layer, x, term=None):
+    term = np.asarray(layer.blobs[0] if term is None else term)
+    return [x + _broadcast(x, term, layer.param.bias_param.axis)]
+
+
+@ref("Eltwise")
+def eltwise(layer, *xs):
+    ep = layer.param.eltwise_param
+    E = caffe_pb2.EltwiseParameter
+    if ep.operation == E.PROD:
+        return [np.prod(xs, axis=0)]
+    if ep.operation == E.MAX:
+        return [np.max(xs, axis=0)]
+    coeffs = list(ep.coeff) or [1] * len(xs)
+    return [sum(c * x.astype(np.float64) for c, x in zip(coeffs, xs))]
+
+
+@ref("Power")
+def power(layer, x):
+    pp = layer.param.power_param
+    return [(pp.shift + pp.scale * x.astype(np.float64)) ** pp.power]
+
+
+@ref("Exp")
+def exp(layer, x):
+    ep = layer.param.exp_param
+    base = math.e if ep.base == -1 else ep.base
+    return [base ** (ep.shift + ep.scale * x.astype(np.float64))]
+
+
+@ref("Log")
+def log(layer, x):
+    lp = layer.param.log_param
+    y = np.log(lp.shift + lp.scale * x.astype(np.float64))
+    return [y if lp.base == -1 else y / math.log(lp.base)]
+
+
+@ref("ELU")
+def elu(layer, x):
+    a = layer.param.elu_param.alpha
+    return [np.where(x > 0, x, a * (np.exp(np.minimum(x, 0).astype(np.float64)) - 1))]
+
+
+@ref("BNLL")
+def bnll(layer, x):
+    x = x.astype(np.float64)
+    return [np.where(x > 0, x + np.log1p(np.exp(-np.abs(x))), np.log1p(np.exp(x)))]
+
+
+@ref("Threshold")
+def threshold(layer, x):
+    return [(x > layer.param.threshold_param.threshold).astype(np.float64)]
+
+
+@ref("Clip")
+def clip(layer, x):
+    return [np.clip(x, layer.param.clip_param.min, layer.param.clip_param.max)]
+
+
+@ref("Swish")
+def swish(layer, x):
+    x = x.astype(np.float64)
+    return [x / (1 + np.exp(-layer.param.swish_param.beta * x))]
+
+
+@ref("PReLU")
+def prelu(layer, x):
+    slope = np.asarray(layer.blobs[0], np.float64)
+    return [np.where(x > 0, x, x * _broadcast(x, slope, 1) if slope.size > 1 else x * slope[0])]
+
+
+@ref("Reduction")
+def reduction(layer, x):
+    rp = layer.param.reduction_param
+    R = caffe_pb2.ReductionParameter
+    axis = rp.axis % x.ndim
+    flat = x.reshape(x.shape[:axis] + (-1,)).astype(np.float64)
+    y = {R.SUM: flat.sum(-1), R.ASUM: np.abs(flat).sum(-1), R.SUMSQ: (flat * flat).sum(-1),
+         R.MEAN: flat.mean(-1)}[rp.operation]
+    return [rp.coeff * y]
+
+
+@ref("Tile")
+def tile(layer, x):
+    tp = layer.param.tile_param
+    reps = [1] * x.ndim
+    reps[tp.axis % x.ndim] = tp.tiles
+    return [np.tile(x, reps)]
+
+
+@ref("Softmax")
+def softmax(layer, x):
+    axis = layer.param.softmax_param.axis
+    e = np.exp(x - x.max(axis, keepdims=True))
+    return [e / e.sum(axis, keepdims=True)]
+
+
+def check_layers(model, net, inputs, types=None, bound=1e-4):
+    """Every layer of `net` whose type has a reference (or is in `types`): its outputs in our
+    module equal the reference's, given the values our module fed its bottoms. Returns the
+    names of the layers checked."""
+    outs = model.layer_outputs(*inputs)
+    current = {name: t.detach().numpy() for name, t in zip(model.input_names, inputs)}
+    checked = []
+    for layer in net.layers:
+        tops = [t.detach().numpy() for t in outs[layer.name]]
+        fn = REF.get(layer.type)
+        if fn is not None and (types is None or layer.type in types):
+            want = fn(layer, *[current[b] for b in layer.bottom])
+            for name, got, exp_ in zip(layer.top, tops, want):
+                err = np.abs(got - exp_).max()
+                limit = bound * max(1.0, np.abs(exp_).max())
+                assert err <= limit, f"layer '{layer.name}' top '{name}': max|Δ| {err:.3g}"
+            checked.append(layer.name)
+        current.update(zip(layer.top, tops))
+    return checked
