@@ -19,7 +19,9 @@ USAGE = f"""\
 {PROG} MODEL [options]          write a built-in model's prototxt
        {PROG} --spec FILE [options]    write the network a TOML spec describes
        {PROG} list                     list the built-in models
-       {PROG} info NET [options]       analyze a network (and check its weights)"""
+       {PROG} info NET [options]       analyze a network (and check its weights)
+       {PROG} convert NET --to FORMAT -o OUT [options]
+                                       translate a network (and its weights) to PyTorch"""
 
 EXAMPLES = f"""\
 examples:
@@ -205,9 +207,102 @@ def load_net(name: str, phase: str | None = None):
     return read_prototxt(path, phase)  # reports the missing file
 
 
+CONVERT_EXAMPLES = f"""\
+examples:
+  {PROG} convert deploy.prototxt --weights model.caffemodel --to python -o model.py
+      model.py: a plain nn.Module class needing only torch; model.pth: its state_dict
+  {PROG} convert deploy.prototxt --weights model.caffemodel --to pytorch -o model.pt2 --fuse
+      a torch.export program (dynamic batch): torch.export.load("model.pt2").module()
+  {PROG} convert deploy.prototxt --state-dict tuned.pth --to caffemodel -o tuned.caffemodel
+      PyTorch weights (from model.pth, or any state_dict of that structure) back to Caffe
+  {PROG} convert old_v1.prototxt --weights old_v1.caffemodel --to caffemodel -o new.caffemodel
+      rewrite old (V1/V0) weights in today's layout
+
+exit status: 0 success, 2 bad input (unreadable net, weights that do not fit, layers with no
+translation), 1 output could not be written"""
+
+FORMATS = ("pytorch", "python", "caffemodel")
+
+
+def cmd_convert(argv: Sequence[str]) -> int:
+    p = _Parser(prog=f"{PROG} convert", epilog=CONVERT_EXAMPLES,
+                formatter_class=argparse.RawDescriptionHelpFormatter,
+                description="Translate a Caffe network, with its weights, to PyTorch, or "
+                            "PyTorch weights back to a .caffemodel.")
+    p.add_argument("net", metavar="NET",
+                   help="a prototxt file (any Caffe syntax), a .caffemodel, a TOML spec or a "
+                        "built-in model")
+    p.add_argument("--to", required=True, choices=FORMATS,
+                   help="pytorch: a torch.export program (.pt2); python: a standalone .py "
+                        "module + its state_dict (.pth); caffemodel: Caffe weights")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="the file to write")
+    p.add_argument("--weights", metavar="W.caffemodel", help="the trained weights")
+    p.add_argument("--state-dict", metavar="FILE.pth",
+                   help="with --to caffemodel: PyTorch weights to write (a state_dict saved "
+                        "from a converted module)")
+    p.add_argument("--fuse", action="store_true",
+                   help="fold BatchNorm/Scale into the convolution before them (inference)")
+    p.add_argument("--class-name", metavar="NAME", help="the generated module's class name")
+    p.add_argument("--phase", choices=("TRAIN", "TEST"), type=str.upper,
+                   help="which layers of a train_val file (default: the file's state, else TEST)")
+    p.add_argument("--input-shape", type=_shape, metavar="N,C,H,W",
+                   help="replace the shape of the (first) input")
+    args = p.parse_args(argv)
+    if args.state_dict and args.to != "caffemodel":
+        raise PrototxtGenError("--state-dict only applies to --to caffemodel")
+    if args.fuse and args.to == "caffemodel":
+        raise PrototxtGenError("--fuse changes the layers, so it cannot write weights for the "
+                               "prototxt; leave it out with --to caffemodel")
+    net = load_net(args.net, args.phase)
+    if args.input_shape:
+        if not net.inputs:
+            raise PrototxtGenError(f"{args.net}: the net declares no input to reshape")
+        net.inputs[0].shape = args.input_shape
+    if args.weights:
+        from .caffemodel import load_weights
+        load_weights(net, args.weights, strict=True)
+    elif args.to == "caffemodel" and not args.state_dict:
+        raise PrototxtGenError("--to caffemodel needs --weights or --state-dict")
+    elif not args.state_dict and not any(layer.blobs for layer in net.layers):
+        print(f"{PROG}: warning: no --weights given: the module keeps PyTorch's initial "
+              "weights", file=sys.stderr)
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        if args.to != "caffemodel" or args.state_dict:
+            raise PrototxtGenError(f"--to {args.to} needs PyTorch: pip install "
+                                   "'prototxt-gen[torch]'") from None
+    state = None
+    if args.state_dict:
+        from .pytorch import load_state_dict
+        state = load_state_dict(args.state_dict)
+    from .errors import NetError
+    try:
+        _convert(net, args, state)
+    except NetError as exc:
+        raise NetError(f"{args.net}: {exc}") from None
+    return 0
+
+
+def _convert(net, args, state) -> None:
+    if args.to == "caffemodel":
+        from .caffemodel import write_caffemodel
+        if state is not None:
+            from .pytorch import state_to_blobs
+            state_to_blobs(net, state)
+        write_caffemodel(net, args.output)
+    elif args.to == "python":
+        from .pytorch import save_python
+        save_python(net, args.output, fuse=args.fuse, class_name=args.class_name)
+    else:
+        from .pytorch import save_exported
+        save_exported(net, args.output, fuse=args.fuse, class_name=args.class_name)
+
+
 COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "list": cmd_list,
     "info": cmd_info,
+    "convert": cmd_convert,
 }
 
 
