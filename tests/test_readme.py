@@ -9,6 +9,12 @@ README = (ROOT / "README.md").read_text()
 BLOCKS = re.findall(r"```(\w*)\n(.*?)```", README, re.S)
 
 
+def python_block(marker):
+    """The README's one Python example containing `marker`."""
+    (code,) = [body for lang, body in BLOCKS if lang == "python" and marker in body]
+    return code
+
+
 def test_opens_with_the_two_commands_and_ci_runs_the_second():
     (lang1, first), (lang2, second) = BLOCKS[:2]
     assert "prototxt-gen resnet50 > deploy.prototxt" in first and "python3 -m venv" in first
@@ -18,7 +24,7 @@ def test_opens_with_the_two_commands_and_ci_runs_the_second():
 
 
 def test_python_example_runs_and_prints_what_it_says():
-    code = [body for lang, body in BLOCKS if lang == "python"][0]
+    code = python_block("ParamCount")
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         exec(compile(code, "README.md", "exec"), {})
@@ -32,7 +38,7 @@ def test_python_example_runs_and_prints_what_it_says():
 def test_reading_example_runs(tmp_path, monkeypatch):
     from prototxt_gen import read_prototxt, write_caffemodel
     from weights import random_weights
-    code = [body for lang, body in BLOCKS if lang == "python"][1]
+    code = python_block("huge.caffemodel")
     release = (KAIMING / "ResNet-50-deploy.prototxt").read_text()
     monkeypatch.chdir(tmp_path)
     for name in ("deploy.prototxt", "train_val.prototxt"):
@@ -56,3 +62,16 @@ def test_info_excerpt_is_real_output():
             assert any(r.startswith(line[:-3]) for r in real), line
         else:
             assert line in real, line
+
+
+def test_pytorch_example_runs(tmp_path, monkeypatch):
+    from prototxt_gen import read_prototxt, write_caffemodel
+    from weights import random_weights
+    code = python_block("to_torch")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "deploy.prototxt").write_text((KAIMING / "ResNet-50-deploy.prototxt").read_text())
+    write_caffemodel(random_weights(read_prototxt("deploy.prototxt")), "model.caffemodel")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, "README.md", "exec"), {})
+    assert out.getvalue() == "('prob',) (1, 1000) (1, 256, 56, 56)\n"
