@@ -435,7 +435,8 @@ def build_module(ctor: Ctor, layer_name: str = "") -> nn.Module:
             raise NetError(f"layer '{layer_name}': {name} has shape {tuple(tensor.shape)}, the "
                            f"module expects {tuple(old.shape)}")
         if leaf in target._parameters:
-            target._parameters[leaf] = nn.Parameter(tensor, requires_grad=tensor.is_floating_point())
+            target._parameters[leaf] = nn.Parameter(tensor,
+                                                    requires_grad=tensor.is_floating_point())
         else:
             target._buffers[leaf] = tensor
     return module
