@@ -152,18 +152,11 @@ def cmd_info(argv: Sequence[str]) -> int:
                         "built-in model")
     p.add_argument("--weights", metavar="W.caffemodel", help="check these weights against the net")
     p.add_argument("--format", choices=("table", "json"), default="table")
-    p.add_argument("--phase", choices=("TRAIN", "TEST"), type=str.upper,
-                   help="which layers of a train_val file (default: the file's state, else TEST)")
-    p.add_argument("--input-shape", type=_shape, metavar="N,C,H,W",
-                   help="replace the shape of the (first) input")
+    _net_options(p)
     p.add_argument("-o", "--output", metavar="FILE", help="write here instead of standard output")
     args = p.parse_args(argv)
     from .info import analyze
-    net = load_net(args.net, args.phase)
-    if args.input_shape:
-        if not net.inputs:
-            raise PrototxtGenError(f"{args.net}: the net declares no input to reshape")
-        net.inputs[0].shape = args.input_shape
+    net = _load_for(args)
     from .errors import NetError
     try:
         analysis = analyze(net)
@@ -184,6 +177,24 @@ def cmd_info(argv: Sequence[str]) -> int:
         raise PrototxtGenError(report.mismatched[0]
                                + (f" (and {more} more layer(s))" if more else ""))
     return 0
+
+
+def _net_options(p: argparse.ArgumentParser) -> None:
+    """--phase and --input-shape, shared by the commands that read a net."""
+    p.add_argument("--phase", choices=("TRAIN", "TEST"), type=str.upper,
+                   help="which layers of a train_val file (default: the file's state, else TEST)")
+    p.add_argument("--input-shape", type=_shape, metavar="N,C,H,W",
+                   help="replace the shape of the (first) input")
+
+
+def _load_for(args):
+    """The net named by args.net, in args.phase, with args.input_shape applied."""
+    net = load_net(args.net, args.phase)
+    if args.input_shape:
+        if not net.inputs:
+            raise PrototxtGenError(f"{args.net}: the net declares no input to reshape")
+        net.inputs[0].shape = args.input_shape
+    return net
 
 
 def load_net(name: str, phase: str | None = None):
@@ -243,21 +254,14 @@ def cmd_convert(argv: Sequence[str]) -> int:
     p.add_argument("--fuse", action="store_true",
                    help="fold BatchNorm/Scale into the convolution before them (inference)")
     p.add_argument("--class-name", metavar="NAME", help="the generated module's class name")
-    p.add_argument("--phase", choices=("TRAIN", "TEST"), type=str.upper,
-                   help="which layers of a train_val file (default: the file's state, else TEST)")
-    p.add_argument("--input-shape", type=_shape, metavar="N,C,H,W",
-                   help="replace the shape of the (first) input")
+    _net_options(p)
     args = p.parse_args(argv)
     if args.state_dict and args.to != "caffemodel":
         raise PrototxtGenError("--state-dict only applies to --to caffemodel")
     if args.fuse and args.to == "caffemodel":
         raise PrototxtGenError("--fuse changes the layers, so it cannot write weights for the "
                                "prototxt; leave it out with --to caffemodel")
-    net = load_net(args.net, args.phase)
-    if args.input_shape:
-        if not net.inputs:
-            raise PrototxtGenError(f"{args.net}: the net declares no input to reshape")
-        net.inputs[0].shape = args.input_shape
+    net = _load_for(args)
     if args.weights:
         from .caffemodel import load_weights
         load_weights(net, args.weights, strict=True)

@@ -22,7 +22,7 @@ FOLD_INTO = ("Convolution", "Deconvolution", "InnerProduct")
 def fuse(net: Net) -> Net:
     """A copy of `net` with affine chains folded (see the module doc); `net` is unchanged."""
     shapes = infer(net)
-    readers = value_readers(net)
+    readers, _ = value_readers(net)
     out = Net(net.name, [copy.copy(i) for i in net.inputs])
     out.input_layer_name = net.input_layer_name
     out.warnings, out.notes = list(net.warnings), list(net.notes)
@@ -49,17 +49,33 @@ def fuse(net: Net) -> Net:
     return out
 
 
-def value_readers(net: Net) -> dict[tuple[int, int], list[int]]:
-    """For each value (producing layer, top index), the layers that read it -- a blob name
-    written again by an in-place layer is a new value."""
-    current: dict[str, tuple[int, int]] = {b.name: (-1, k) for k, b in enumerate(net.inputs)}
-    readers: dict[tuple[int, int], list[int]] = {}
+Value = tuple[int, int]  # (producing layer, top index); -1 for the net's inputs
+
+
+def value_readers(net: Net) -> tuple[dict[Value, list[int]], list[list[Value]]]:
+    """For each value, the layers that read it; and for each layer, the values its bottoms
+    read. A blob name written again by an in-place layer is a new value."""
+    current: dict[str, Value] = {b.name: (-1, k) for k, b in enumerate(net.inputs)}
+    readers: dict[Value, list[int]] = {}
+    reads: list[list[Value]] = []
     for i, layer in enumerate(net.layers):
-        for name in layer.bottom:
-            readers.setdefault(current[name], []).append(i)
+        reads.append([current[name] for name in layer.bottom])
+        for value in reads[-1]:
+            readers.setdefault(value, []).append(i)
         for k, name in enumerate(layer.top):
             current[name] = (i, k)
-    return readers
+    return readers, reads
+
+
+def batchnorm_statistics(layer: Layer) -> tuple[np.ndarray, np.ndarray] | None:
+    """BatchNorm's mean and variance in float64: the stored sums divided by the scale-factor
+    blob (a factor of 0 means no statistics yet: zeros, as Caffe does); None without blobs."""
+    if len(layer.blobs) < 2:
+        return None
+    blobs = [np.asarray(b, np.float64).reshape(-1) for b in layer.blobs]
+    s = blobs[2][0] if len(blobs) > 2 else 1.0
+    f = 0.0 if s == 0 else 1.0 / s
+    return blobs[0] * f, blobs[1] * f
 
 
 def affine_ok(layer: Layer, bottom: tuple[int, ...], need_blobs: bool = True) -> bool:
@@ -113,9 +129,7 @@ def _compose(layers: list[Layer], bottom: tuple[int, ...]) -> tuple[np.ndarray, 
     for layer in layers:
         blobs = [np.asarray(x, np.float64).reshape(-1) for x in layer.blobs]
         if layer.type == "BatchNorm":
-            s = blobs[2][0] if len(blobs) > 2 else 1.0
-            f = 0.0 if s == 0 else 1.0 / s
-            mean, var = blobs[0] * f, blobs[1] * f
+            mean, var = batchnorm_statistics(layer)
             inv = 1.0 / np.sqrt(var + layer.param.batch_norm_param.eps)
             la, lb = inv, -mean * inv
         elif layer.type == "Scale":

@@ -69,6 +69,16 @@ class Layer:
         """True when the layer overwrites its input blob (BatchNorm/Scale/ReLU in ResNets)."""
         return len(self.param.top) > 0 and list(self.param.top) == list(self.param.bottom)
 
+    def extra_values(self, message: str, field: str) -> list:
+        """Every value of a fork field `message.field` kept in `extra` (e.g. permute_param.order)."""
+        return [v for m in self.extra.get(message, []) if isinstance(m, dict)
+                for v in m.get(field, [])]
+
+    def extra_value(self, message: str, field: str, default: Any) -> Any:
+        """The first value of a fork field, or `default`."""
+        values = self.extra_values(message, field)
+        return values[0] if values else default
+
     def __repr__(self) -> str:
         return (f"Layer({self.name!r}, {self.type!r}, bottom={list(self.bottom)}, "
                 f"top={list(self.top)})")

@@ -32,7 +32,8 @@ from . import caffe_pb2, torch_ops
 from .errors import NetError
 from .net import Layer, Net, input_layer_shapes
 from .prototxt import format_float32
-from .shapes import LayerShapes, conv_geometry, infer, spatial
+from .shapes import (LayerShapes, concat_axis, conv_geometry, infer, permute_order, slice_axis,
+                     spatial)
 
 
 class Unsupported(Exception):
@@ -115,6 +116,7 @@ class Plan:
     # Statement index -> code for forward where it can do better than one op per layer (""
     # when an earlier statement already did this one's work); see _fast_paths.
     fast: dict[int, str] = field(default_factory=dict)
+    fast_helpers: tuple[Callable, ...] = ()  # torch_ops functions the fast code calls
 
     @property
     def helpers(self) -> list[type]:
@@ -123,8 +125,8 @@ class Plan:
             for h in st.lowered.helpers + ((st.lowered.module.cls,) if st.lowered.module else ()):
                 if h.__module__ == torch_ops.__name__:
                     seen[h] = None
-        if any("batch_norm_scale(" in code for code in self.fast.values()):
-            seen[torch_ops.batch_norm_scale] = None
+        for h in self.fast_helpers:
+            seen[h] = None
         return list(seen)
 
 
@@ -161,8 +163,10 @@ class _Names:
         return self.by_name[name]
 
 
-_MODULE_ATTRS = set(dir(nn.Module)) | {"input_names", "output_names", "caffe_names",
-                                       "caffe_blobs", "fused", "blob_names", "blobs"}
+# Attributes a submodule must not take the name of (nn.Module's and CaffeNet's own).
+_MODULE_ATTRS = set(dir(nn.Module)) | {
+    "input_names", "input_shapes", "output_names", "caffe_names", "caffe_blobs", "fused",
+    "blob_names", "blobs", "layer_outputs"}
 
 
 def plan(net: Net, fuse: bool = False) -> Plan:
@@ -172,7 +176,7 @@ def plan(net: Net, fuse: bool = False) -> Plan:
         from .fuse import fuse as fuse_net
         net = fuse_net(net)
     shapes = infer(net)
-    missing = [f"'{s.layer.name}' ({s.layer.type})" for s in shapes
+    missing = [s.layer for s in shapes
                if s.layer.type not in CONVERTERS and s.layer.type != "Input"]
     problems = []
     lowered: list[Lowered | None] = []
@@ -188,10 +192,10 @@ def plan(net: Net, fuse: bool = False) -> Plan:
     if missing or problems:
         parts = []
         if missing:
-            types = sorted({s.layer.type for s in shapes if s.layer.type not in CONVERTERS
-                            and s.layer.type != "Input"})
+            types = sorted({layer.type for layer in missing})
             parts.append(f"{len(missing)} layer(s) have no PyTorch implementation: "
-                         + ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
+                         + ", ".join(f"'{layer.name}' ({layer.type})" for layer in missing[:10])
+                         + (" ..." if len(missing) > 10 else "")
                          + f" (register one with @prototxt_gen.pytorch.converter"
                          f"({', '.join(map(repr, types))}))")
         if problems:
@@ -221,8 +225,10 @@ def plan(net: Net, fuse: bool = False) -> Plan:
                                     [variables(t) for t in layer.top]))
     # Caffe's net outputs: the blobs no later layer consumes, ordered by name (a std::set).
     outputs = [(b, variables(b)) for b in sorted(available)]
-    return Plan(net.name, inputs, outputs, statements, fuse,
-                _fast_paths(net, shapes, statements, index))
+    fast = _fast_paths(net, shapes, statements, index)
+    merged = any("batch_norm_scale(" in code for code in fast.values())
+    return Plan(net.name, inputs, outputs, statements, fuse, fast,
+                (torch_ops.batch_norm_scale,) if merged else ())
 
 
 # Layers whose output is a new tensor that autograd does not need again: a ReLU may overwrite it.
@@ -236,15 +242,8 @@ def _fast_paths(net: Net, shapes, statements: list[Statement], index: dict[int, 
     both layers' tensors (the submodules stay as they are); and an in-place ReLU overwrites
     its input when nothing else reads that value and the value is a fresh tensor."""
     from .fuse import affine_ok, name_free, value_readers
-    readers = value_readers(net)
+    readers, reads = value_readers(net)
     fast: dict[int, str] = {}
-    produced: dict[str, tuple[int, int]] = {b.name: (-1, k) for k, b in enumerate(net.inputs)}
-    source: dict[int, tuple[int, int]] = {}  # layer -> the value its first bottom reads
-    for i, layer in enumerate(net.layers):
-        if layer.bottom:
-            source[i] = produced[layer.bottom[0]]
-        for k, name in enumerate(layer.top):
-            produced[name] = (i, k)
     for i, layer in enumerate(net.layers):
         if i not in index:
             continue
@@ -260,9 +259,8 @@ def _fast_paths(net: Net, shapes, statements: list[Statement], index: dict[int, 
                 fast[index[i]] = (f"{nxt.tops[0]} = batch_norm_scale({st.bottoms[0]}, "
                                   f"self.{st.attr}, self.{nxt.attr})")
                 fast[index[j]] = ""
-        elif (layer.type == "ReLU" and layer.in_place and i in source
-              and readers.get(source[i]) == [i] and source[i][0] >= 0
-              and net.layers[source[i][0]].type in _FRESH_OUTPUT):
+        elif (layer.type == "ReLU" and layer.in_place and readers.get(reads[i][0]) == [i]
+              and reads[i][0][0] >= 0 and net.layers[reads[i][0][0]].type in _FRESH_OUTPUT):
             slope = layer.param.relu_param.negative_slope
             var = st.tops[0]
             fast[index[i]] = (f"{var} = F.leaky_relu({var}, {_lit(slope)}, inplace=True)"
@@ -370,6 +368,7 @@ class CaffeNet(nn.Module):
     names to Caffe layer names."""
 
     input_names: tuple[str, ...] = ()
+    input_shapes: tuple[tuple[int, ...], ...] = ()  # as the net declares them
     output_names: tuple[str, ...] = ()
     caffe_names: dict[str, str] = {}
     fused: bool = False
@@ -391,19 +390,22 @@ def to_torch(net: Net, *, fuse: bool = False, class_name: str | None = None) -> 
     """The network as a PyTorch module in eval mode, with the net's weights (`layer.blobs`, as
     load_weights gives them) or, for layers without, PyTorch's default initialization. With
     fuse=True, BatchNorm/Scale/Bias chains are folded into the layer before them."""
-    p = plan(net, fuse)
-    cls_name = class_name or _class_name(net.name)
+    return _module(plan(net, fuse), class_name or _class_name(net.name))
+
+
+def _module(p: Plan, cls_name: str) -> CaffeNet:
     attrs = {
         "forward": _compile(forward_source(p), cls_name),
         "_forward_blobs": _compile(forward_source(p, record=True), cls_name),
         "input_names": tuple(b for b, _, _ in p.inputs),
+        "input_shapes": tuple(shape for _, _, shape in p.inputs),
         "output_names": tuple(b for b, _ in p.outputs),
         "blob_names": frozenset(b for b, _, _ in p.inputs)
         | {t for st in p.statements for t in st.layer.top},
         "caffe_names": {st.attr: st.layer.name for st in p.statements if st.attr},
         "caffe_blobs": {st.layer.name: (st.attr, st.lowered.blob_keys)
                         for st in p.statements if st.lowered.blob_keys},
-        "fused": fuse,
+        "fused": p.fused,
         "__module__": __name__,
     }
     cls = type(cls_name, (CaffeNet,), attrs)
@@ -462,9 +464,11 @@ def to_source(net: Net, *, fuse: bool = False, class_name: str | None = None,
               weights_file: str | None = None) -> str:
     """A self-contained Python file defining the network as a plain nn.Module (needs torch
     only). Load weights saved with save_python (or any state_dict of the same structure)."""
+    return _source(plan(net, fuse), class_name or _class_name(net.name), weights_file)
+
+
+def _source(p: Plan, cls_name: str, weights_file: str | None) -> str:
     from . import __version__
-    p = plan(net, fuse)
-    cls_name = class_name or _class_name(net.name)
     helpers = "".join("\n\n" + inspect.getsource(h).rstrip() + "\n" for h in p.helpers)
     init = [f"        self.{st.attr} = {st.lowered.module.source()}"
             for st in p.statements if st.attr]
@@ -472,7 +476,7 @@ def to_source(net: Net, *, fuse: bool = False, class_name: str | None = None,
     load = weights_file or f"{cls_name.lower()}.pth"
     names = ", ".join(b for b, _, _ in p.inputs)
     shape = ", ".join(map(str, p.inputs[0][2])) if p.inputs else ""
-    return f'''"""{cls_name}: {net.name or 'a Caffe network'} translated from Caffe by prototxt-gen {__version__}{' (BatchNorm/Scale fused)' if fuse else ''}.
+    return f'''"""{cls_name}: {p.name or 'a Caffe network'} translated from Caffe by prototxt-gen {__version__}{' (BatchNorm/Scale fused)' if p.fused else ''}.
 
 Needs only PyTorch. Inputs: {names or 'none'}; outputs: {', '.join(b for b, _ in p.outputs)}.
 
@@ -503,9 +507,10 @@ def save_python(net: Net, path: str | os.PathLike, *, fuse: bool = False,
     path = os.fspath(path)
     stem = path[:-3] if path.endswith(".py") else path
     weights = stem + ".pth"
-    model = to_torch(net, fuse=fuse, class_name=class_name)
-    source = to_source(net, fuse=fuse, class_name=type(model).__name__,
-                       weights_file=os.path.basename(weights))
+    p = plan(net, fuse)
+    cls_name = class_name or _class_name(net.name)
+    model = _module(p, cls_name)
+    source = _source(p, cls_name, os.path.basename(weights))
     with atomic_open(weights) as f:
         torch.save(model.state_dict(), f)
     atomic_write(path, source)
@@ -520,7 +525,7 @@ def save_exported(net: Net, path: str | os.PathLike, *, fuse: bool = False,
     model = to_torch(net, fuse=fuse, class_name=class_name)
     if not model.input_names:
         raise NetError("the net declares no input")
-    example = tuple(torch.zeros(shape) for _, _, shape in plan(net).inputs)
+    example = tuple(torch.zeros(shape) for shape in model.input_shapes)
     batch = torch.export.Dim("batch", min=1)
     dynamic = tuple({0: batch} if len(x.shape) else None for x in example)
     try:
@@ -613,15 +618,11 @@ def _one(values: Sequence[int]):
     return values[0] if len(set(values)) == 1 else values
 
 
-def _blob(layer: Layer, k: int) -> np.ndarray | None:
-    return layer.blobs[k] if k < len(layer.blobs) else None
-
-
 def _f32(layer: Layer, k: int, fn: Callable[[np.ndarray], np.ndarray] | None = None):
-    arr = _blob(layer, k)
-    if arr is None:
+    """Blob k (None when the layer has no weights), optionally transformed."""
+    if k >= len(layer.blobs):
         return None
-    arr = np.asarray(arr)
+    arr = np.asarray(layer.blobs[k])
     return fn(arr) if fn else arr
 
 
@@ -629,13 +630,6 @@ def _single(layer: Layer, s: LayerShapes) -> None:
     if len(layer.bottom) != 1 or len(layer.top) != 1:
         raise Unsupported(f"expects 1 bottom and 1 top, has {len(layer.bottom)} and "
                           f"{len(layer.top)}")
-
-
-def _extra(layer: Layer, message: str, field_name: str, default):
-    for value in layer.extra.get(message, []):
-        if isinstance(value, dict) and field_name in value:
-            return value[field_name][0]
-    return default
 
 
 def _each_bottom(expr: str, layer: Layer) -> tuple[str, bool]:
@@ -757,14 +751,11 @@ def _batch_norm(layer, s):
         return Lowered(f"F.batch_norm({{0}}, None, None, training=True, eps={_lit(eps)})")
     if len(bottom) not in _BATCHNORM:
         raise Unsupported(f"a {len(bottom)}-D input (torch's BatchNorm takes 2-5-D)")
-    factor = None
-    if len(layer.blobs) == 3:
-        s_ = float(np.asarray(layer.blobs[2]).reshape(-1)[0])
-        factor = 0.0 if s_ == 0 else 1.0 / s_
-    stat = (lambda k: None if factor is None else
-            (np.asarray(layer.blobs[k], np.float32).reshape(-1) * np.float32(factor)))
-    tensors = {"running_mean": stat(0), "running_var": stat(1),
-               "num_batches_tracked": None if factor is None else np.zeros((), np.int64)}
+    from .fuse import batchnorm_statistics
+    stats = batchnorm_statistics(layer)
+    mean, var = (None, None) if stats is None else (x.astype(np.float32) for x in stats)
+    tensors = {"running_mean": mean, "running_var": var,
+               "num_batches_tracked": None if stats is None else np.zeros((), np.int64)}
     keys: list[BlobKey] = [("running_mean", None), ("running_var", None),
                            np.ones(1, np.float32)]
     kwargs: dict[str, Any] = {"affine": False}
@@ -927,9 +918,7 @@ def _eltwise(layer, s):
 
 @converter("Concat")
 def _concat(layer, s):
-    cp = layer.param.concat_param
-    axis = cp.axis if cp.HasField("axis") or not cp.HasField("concat_dim") else cp.concat_dim
-    axis %= len(s.bottoms[0])
+    axis = concat_axis(layer.param.concat_param) % len(s.bottoms[0])
     if len(layer.bottom) == 1:
         return Lowered("{0}")
     parts = ", ".join(f"{{{k}}}" for k in range(len(layer.bottom)))
@@ -939,8 +928,7 @@ def _concat(layer, s):
 @converter("Slice")
 def _slice(layer, s):
     sp = layer.param.slice_param
-    axis = sp.axis if sp.HasField("axis") or not sp.HasField("slice_dim") else sp.slice_dim
-    axis %= len(s.bottoms[0])
+    axis = slice_axis(sp) % len(s.bottoms[0])
     if len(layer.top) == 1:
         return Lowered("{0}")
     if sp.slice_point:
@@ -1019,10 +1007,7 @@ def _axpy(layer, s):
 @converter("Permute")
 def _permute(layer, s):
     _single(layer, s)
-    n = len(s.bottoms[0])
-    order = [o for p in layer.extra.get("permute_param", []) if isinstance(p, dict)
-             for o in p.get("order", [])]
-    order += [k for k in range(n) if k not in order]
+    order = permute_order(layer, len(s.bottoms[0]))
     return Lowered(f"{{0}}.permute({', '.join(map(str, order))})")
 
 
@@ -1030,10 +1015,10 @@ def _permute(layer, s):
 def _normalize(layer, s):
     _single(layer, s)
     c = s.bottoms[0][1]
-    shared = bool(_extra(layer, "norm_param", "channel_shared", True))
+    shared = bool(layer.extra_value("norm_param", "channel_shared", True))
     return Lowered("{m}({0})", Ctor(torch_ops.Normalize, (c,), {
-        "across_spatial": bool(_extra(layer, "norm_param", "across_spatial", True)),
-        "channel_shared": shared, "eps": float(_extra(layer, "norm_param", "eps", 1e-10))},
+        "across_spatial": bool(layer.extra_value("norm_param", "across_spatial", True)),
+        "channel_shared": shared, "eps": float(layer.extra_value("norm_param", "eps", 1e-10))},
         {"weight": _f32(layer, 0)}), [("weight", None)])
 
 
@@ -1074,7 +1059,7 @@ def _tile(layer, s):
 @converter("ShuffleChannel")
 def _shuffle_channel(layer, s):
     _single(layer, s)
-    group = int(_extra(layer, "shuffle_channel_param", "group", 1))
+    group = int(layer.extra_value("shuffle_channel_param", "group", 1))
     return Lowered(f"F.channel_shuffle({{0}}, {group})")
 
 

@@ -383,9 +383,7 @@ def _concat(layer, bottoms):
     p = layer.param
     if not bottoms:
         raise ShapeMismatch("Concat needs at least 1 bottom")
-    cp = p.concat_param
-    axis = cp.axis if cp.HasField("axis") or not cp.HasField("concat_dim") else cp.concat_dim
-    axis = _axis(axis, len(bottoms[0]))
+    axis = _axis(concat_axis(p.concat_param), len(bottoms[0]))
     first = bottoms[0]
     for b in bottoms[1:]:
         if len(b) != len(first) or b[:axis] + b[axis + 1:] != first[:axis] + first[axis + 1:]:
@@ -431,8 +429,7 @@ def _axpy(layer, bottoms):
 def _slice(layer, bottoms):
     sp = layer.param.slice_param
     bottom = _one_bottom(bottoms)
-    axis = sp.axis if sp.HasField("axis") or not sp.HasField("slice_dim") else sp.slice_dim
-    axis = _axis(axis, len(bottom))
+    axis = _axis(slice_axis(sp), len(bottom))
     size = bottom[axis]
     tops = len(layer.top)
     points = list(sp.slice_point)
@@ -518,16 +515,29 @@ def _crop(layer, bottoms):
 def _permute(layer, bottoms):
     # SSD's fork layer; its permute_param is not in caffe.proto, so it arrives in layer.extra.
     bottom = _one_bottom(bottoms)
-    orders = [o for p in layer.extra.get("permute_param", []) if isinstance(p, dict)
-              for o in p.get("order", [])]
+    return [tuple(bottom[k] for k in permute_order(layer, len(bottom)))], []
+
+
+def permute_order(layer: Layer, ndim: int) -> list[int]:
+    """Permute's full axis order: the given axes, then the rest in order (SSD's rule)."""
+    orders = layer.extra_values("permute_param", "order")
     order: list[int] = []
     for o in orders:
-        if not isinstance(o, int) or not 0 <= o < len(bottom) or o in order:
+        if not isinstance(o, int) or not 0 <= o < ndim or o in order:
             raise ShapeMismatch(f"permute order {orders} is not a permutation of the "
-                                f"{len(bottom)} axes")
+                                f"{ndim} axes")
         order.append(o)
-    order += [k for k in range(len(bottom)) if k not in order]
-    return [tuple(bottom[k] for k in order)], []
+    return order + [k for k in range(ndim) if k not in order]
+
+
+def concat_axis(cp) -> int:
+    """Concat's axis: `axis`, or the legacy `concat_dim` when only that is given."""
+    return cp.axis if cp.HasField("axis") or not cp.HasField("concat_dim") else cp.concat_dim
+
+
+def slice_axis(sp) -> int:
+    """Slice's axis: `axis`, or the legacy `slice_dim` when only that is given."""
+    return sp.axis if sp.HasField("axis") or not sp.HasField("slice_dim") else sp.slice_dim
 
 
 @rule("Reduction")
@@ -568,8 +578,7 @@ def _tile(layer, bottoms):
 def _normalize(layer, bottoms):
     # SSD's fork layer: L2 normalization across channels with a learned scale per channel.
     bottom = _one_bottom(bottoms)
-    shared = any(p.get("channel_shared", [True])[0] for p in layer.extra.get("norm_param", [])
-                 if isinstance(p, dict))
+    shared = layer.extra_value("norm_param", "channel_shared", True)
     return [bottom], [(1,) if shared else (bottom[1],)]
 
 
