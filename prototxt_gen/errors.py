@@ -20,3 +20,19 @@ class OutputError(PrototxtGenError):
     """An output file could not be written (exit status 1: the input was fine)."""
 
     exit_code = 1
+
+
+def untranslatable(target: str, register: str, missing: list, problems: list[str]) -> NetError:
+    """One error for every layer a back end cannot translate, found before anything is built:
+    `missing` are layers of types with no converter (named with the decorator that registers
+    one), `problems` describe layers whose converter refused their configuration."""
+    parts = []
+    if missing:
+        types = sorted({layer.type for layer in missing})
+        parts.append(f"{len(missing)} layer(s) have no {target} implementation: "
+                     + ", ".join(f"'{layer.name}' ({layer.type})" for layer in missing[:10])
+                     + (" ..." if len(missing) > 10 else "")
+                     + f" (register one with @{register}({', '.join(map(repr, types))}))")
+    if problems:
+        parts.append(f"{len(problems)} layer(s) cannot be translated: " + "; ".join(problems))
+    return NetError(f"cannot convert to {target}: " + "; ".join(parts))

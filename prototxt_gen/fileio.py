@@ -23,6 +23,20 @@ def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
 def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
     """A binary file to stream into; it replaces `path` only when the block ends without an
     exception (and keeps the old file's permissions)."""
+    with atomic_path(path) as tmp:
+        try:
+            with open(tmp, "wb") as f:
+                yield f
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:
+            raise OutputError(f"{path}: cannot write: {exc.strerror}") from None
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[str]:
+    """A temporary path beside `path` for the block to write (and check) a file at; it is
+    renamed over `path` when the block ends without an exception, else removed."""
     path = Path(path)
     if path.is_dir():
         raise OutputError(f"{path}: is a directory")
@@ -36,13 +50,11 @@ def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
         raise OutputError(f"{path}: cannot write: {exc.strerror}") from None
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+        os.close(fd)
     except OSError as exc:
         raise OutputError(f"{path}: cannot write: {exc.strerror}") from None
     try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
+        yield tmp
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException as exc:

@@ -93,6 +93,25 @@ def affine_ok(layer: Layer, bottom: tuple[int, ...], need_blobs: bool = True) ->
     return False
 
 
+def batchnorm_scale_pairs(net: Net, shapes=None) -> dict[int, int]:
+    """BatchNorm layer index -> index of the per-channel Scale that is the only reader of its
+    output: pairs a back end may run as one normalization with Scale's factor and bias (the
+    same arithmetic as the two layers; BatchNorm's own output then never exists)."""
+    shapes = infer(net) if shapes is None else shapes
+    readers, _ = value_readers(net)
+    pairs = {}
+    for i, layer in enumerate(net.layers):
+        if layer.type != "BatchNorm" or len(layer.top) != 1 or not shapes[i].bottoms or \
+                not affine_ok(layer, shapes[i].bottoms[0], need_blobs=False):
+            continue
+        nxt = readers.get((i, 0), [])
+        if len(nxt) == 1 and net.layers[nxt[0]].type == "Scale" and affine_ok(
+                net.layers[nxt[0]], shapes[nxt[0]].bottoms[0], need_blobs=False) and \
+                name_free(net, i, nxt):
+            pairs[i] = nxt[0]
+    return pairs
+
+
 def _chain(net: Net, i: int, readers, shapes) -> list[int]:
     """The affine layers that follow layer i's single output, each the only reader of the
     value before it. For a layer that is itself affine, the chain starts with it."""

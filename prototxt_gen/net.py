@@ -324,6 +324,28 @@ def input_layer_shapes(param: caffe_pb2.LayerParameter) -> list[tuple[int, ...]]
     return shapes
 
 
+def net_inputs(net: "Net") -> list[tuple[str, tuple[int, ...]]]:
+    """The net's inputs with their shapes: the declared ones (input/input_shape/input_dim),
+    then the tops of Input layers, in order."""
+    found = [(b.name, tuple(b.shape)) for b in net.inputs]
+    for layer in net.layers:
+        if layer.type == "Input":
+            found += zip(layer.top, input_layer_shapes(layer.param))
+    return found
+
+
+def net_outputs(net: "Net") -> list[str]:
+    """Caffe's net outputs: the blobs no later layer reads, sorted by name (Caffe keeps them in
+    a std::set, so that is the order pycaffe and every Caffe tool report them in)."""
+    available = {b.name: None for b in net.inputs}
+    for layer in net.layers:
+        for b in layer.bottom:
+            available.pop(b, None)
+        for t in layer.top:
+            available[t] = None
+    return sorted(available)
+
+
 # -- filling protobuf messages from plain Python values -------------------------------------------
 
 def set_fields(msg: Message, values: dict[str, Any], where: str, _prefix: str = "") -> None:

@@ -29,11 +29,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import caffe_pb2, torch_ops
-from .errors import NetError
-from .net import Layer, Net, input_layer_shapes
+from .errors import NetError, untranslatable
+from .net import Layer, Net, net_inputs, net_outputs
 from .prototxt import format_float32
-from .shapes import (LayerShapes, concat_axis, conv_geometry, infer, permute_order, slice_axis,
-                     spatial)
+from .shapes import (LayerShapes, affine_layout, concat_axis, conv_geometry, infer,
+                     permute_order, slice_axis, spatial)
 
 
 class Unsupported(Exception):
@@ -190,41 +190,22 @@ def plan(net: Net, fuse: bool = False) -> Plan:
             problems.append(f"'{s.layer.name}' ({s.layer.type}: {exc})")
             lowered.append(None)
     if missing or problems:
-        parts = []
-        if missing:
-            types = sorted({layer.type for layer in missing})
-            parts.append(f"{len(missing)} layer(s) have no PyTorch implementation: "
-                         + ", ".join(f"'{layer.name}' ({layer.type})" for layer in missing[:10])
-                         + (" ..." if len(missing) > 10 else "")
-                         + f" (register one with @prototxt_gen.pytorch.converter"
-                         f"({', '.join(map(repr, types))}))")
-        if problems:
-            parts.append(f"{len(problems)} layer(s) cannot be translated: " + "; ".join(problems))
-        raise NetError("cannot convert to PyTorch: " + "; ".join(parts))
+        raise untranslatable("PyTorch", "prototxt_gen.pytorch.converter", missing, problems)
 
     attrs = _Names(_MODULE_ATTRS)
     variables = _Names(RESERVED | {"batch_norm_scale"})
-    inputs = [(i.name, variables(i.name), tuple(i.shape)) for i in net.inputs]
-    available = {i.name: None for i in net.inputs}
+    inputs = [(name, variables(name), shape) for name, shape in net_inputs(net)]
     statements = []
     index = {}  # layer index -> statement index
     for i, (s, low) in enumerate(zip(shapes, lowered)):
         layer = s.layer
         if layer.type == "Input":
-            for name, shape in zip(layer.top, input_layer_shapes(layer.param)):
-                inputs.append((name, variables(name), tuple(shape)))
-                available[name] = None
             continue
-        for b in layer.bottom:
-            available.pop(b, None)
-        for t in layer.top:
-            available[t] = None
         attr = attrs(layer.name) if low.module is not None else None
         index[i] = len(statements)
         statements.append(Statement(layer, low, attr, [variables(b) for b in layer.bottom],
                                     [variables(t) for t in layer.top]))
-    # Caffe's net outputs: the blobs no later layer consumes, ordered by name (a std::set).
-    outputs = [(b, variables(b)) for b in sorted(available)]
+    outputs = [(b, variables(b)) for b in net_outputs(net)]
     fast = _fast_paths(net, shapes, statements, index)
     merged = any("batch_norm_scale(" in code for code in fast.values())
     return Plan(net.name, inputs, outputs, statements, fuse, fast,
@@ -241,24 +222,21 @@ def _fast_paths(net: Net, shapes, statements: list[Statement], index: dict[int, 
     a BatchNorm whose only reader is a per-channel Scale runs as one batch_norm call using
     both layers' tensors (the submodules stay as they are); and an in-place ReLU overwrites
     its input when nothing else reads that value and the value is a fresh tensor."""
-    from .fuse import affine_ok, name_free, value_readers
+    from .fuse import batchnorm_scale_pairs, value_readers
     readers, reads = value_readers(net)
+    pairs = batchnorm_scale_pairs(net, shapes)
     fast: dict[int, str] = {}
     for i, layer in enumerate(net.layers):
         if i not in index:
             continue
         st = statements[index[i]]
-        if (layer.type == "BatchNorm" and st.attr and len(layer.top) == 1
-                and len(readers.get((i, 0), [])) == 1):
-            j = readers[(i, 0)][0]
-            nxt = statements[index[j]] if j in index else None
-            if (nxt is not None and net.layers[j].type == "Scale" and nxt.attr
-                    and nxt.lowered.module.cls is torch_ops.Scale
-                    and affine_ok(net.layers[j], shapes[j].bottoms[0], need_blobs=False)
-                    and name_free(net, i, [j])):
-                fast[index[i]] = (f"{nxt.tops[0]} = batch_norm_scale({st.bottoms[0]}, "
-                                  f"self.{st.attr}, self.{nxt.attr})")
-                fast[index[j]] = ""
+        j = pairs.get(i)
+        if j is not None and st.attr and j in index and statements[index[j]].attr and \
+                statements[index[j]].lowered.module.cls is torch_ops.Scale:
+            nxt = statements[index[j]]
+            fast[index[i]] = (f"{nxt.tops[0]} = batch_norm_scale({st.bottoms[0]}, "
+                              f"self.{st.attr}, self.{nxt.attr})")
+            fast[index[j]] = ""
         elif (layer.type == "ReLU" and layer.in_place and readers.get(reads[i][0]) == [i]
               and reads[i][0][0] >= 0 and net.layers[reads[i][0][0]].type in _FRESH_OUTPUT):
             slope = layer.param.relu_param.negative_slope
@@ -765,22 +743,10 @@ def _batch_norm(layer, s):
                    keys)
 
 
-def _affine_layout(sub, bottoms: list[tuple[int, ...]]) -> tuple[tuple[int, ...], int]:
-    """Scale/Bias: the factor's shape and the number of trailing axes it broadcasts over."""
-    x = bottoms[0]
-    axis = sub.axis % len(x)
-    if len(bottoms) == 2:
-        shape = bottoms[1]
-    else:
-        end = len(x) if sub.num_axes == -1 else axis + sub.num_axes
-        shape = x[axis:end]
-    return tuple(shape), len(x) - axis - len(shape)
-
-
 @converter("Scale")
 def _scale(layer, s):
     sp = layer.param.scale_param
-    shape, trailing = _affine_layout(sp, s.bottoms)
+    shape, trailing = affine_layout(sp, s.bottoms)
     two = len(s.bottoms) == 2
     if "fused" in layer.extra and len(s.bottoms[0]) == 4 and trailing == 2 and len(shape) == 1:
         # A BatchNorm + Scale chain with no convolution before it, folded (fuse.py) into
@@ -808,7 +774,7 @@ def _scale(layer, s):
 @converter("Bias")
 def _bias(layer, s):
     bp = layer.param.bias_param
-    shape, trailing = _affine_layout(bp, s.bottoms)
+    shape, trailing = affine_layout(bp, s.bottoms)
     if len(s.bottoms) == 2:
         return Lowered("{m}({0}, {1})", Ctor(torch_ops.Bias, (shape, trailing),
                                              {"learned": False}))

@@ -325,6 +325,19 @@ def _affine(sub, bottoms: list[Shape], what: str) -> tuple[Shape, Shape, bool]:
     return bottom, _scale_shape(sub.axis, sub.num_axes, bottom, what), False
 
 
+def affine_layout(sub, bottoms: list[Shape]) -> tuple[Shape, int]:
+    """Scale/Bias (`sub` their parameter message): the factor's shape, learned or given as a
+    second bottom, and how many trailing axes of the input it broadcasts over."""
+    x = bottoms[0]
+    axis = sub.axis % len(x)
+    if len(bottoms) == 2:
+        shape = bottoms[1]
+    else:
+        end = len(x) if sub.num_axes == -1 else axis + sub.num_axes
+        shape = x[axis:end]
+    return tuple(shape), len(x) - axis - len(shape)
+
+
 @rule("Scale")
 def _scale(layer, bottoms):
     sp = layer.param.scale_param

@@ -57,8 +57,8 @@ def pooling(layer, x):
             he, we = min(hs + kh, H + ph), min(ws + kw, W + pw)
             size = (he - hs) * (we - ws)
             win = x[:, :, max(hs, 0):min(he, H), max(ws, 0):min(we, W)]
-            if pp.pool == P.MAX:
-                out[:, :, i, j] = win.max((2, 3))
+            if pp.pool == P.MAX:  # Caffe starts from -FLT_MAX: an empty window keeps it
+                out[:, :, i, j] = win.max((2, 3)) if win.size else -np.finfo(np.float32).max
             else:
                 out[:, :, i, j] = win.sum((2, 3), dtype=np.float64) / size
     return [out]
@@ -224,13 +224,21 @@ def softmax(layer, x):
 
 def check_layers(model, net, inputs, types=None, bound=1e-4):
     """Every layer of `net` whose type has a reference (or is in `types`): its outputs in our
-    module equal the reference's, given the values our module fed its bottoms. Returns the
-    names of the layers checked."""
-    outs = model.layer_outputs(*inputs)
-    current = {name: t.detach().numpy() for name, t in zip(model.input_names, inputs)}
+    PyTorch module equal the reference's, given the values our module fed its bottoms.
+    Returns the names of the layers checked."""
+    outs = {name: [t.detach().numpy() for t in tops]
+            for name, tops in model.layer_outputs(*inputs).items()}
+    given = {name: t.detach().numpy() for name, t in zip(model.input_names, inputs)}
+    return check_values(net, given, outs, types, bound)
+
+
+def check_values(net, inputs, layer_tops, types=None, bound=1e-4):
+    """check_layers for any back end: `inputs` maps the net's input blobs to arrays and
+    `layer_tops` each layer's name to the arrays it wrote to its tops."""
+    current = dict(inputs)
     checked = []
     for layer in net.layers:
-        tops = [t.detach().numpy() for t in outs[layer.name]]
+        tops = layer_tops[layer.name]
         fn = REF.get(layer.type)
         if fn is not None and (types is None or layer.type in types):
             want = fn(layer, *[current[b] for b in layer.bottom])

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-import cv2  # (opencv-python-headless<5, from the [test] extra)
 
 from prototxt_gen import generate
 from prototxt_gen.caffemodel import load_weights, read_caffemodel, write_caffemodel
@@ -25,42 +24,8 @@ from prototxt_gen.spec import parse_spec
 
 from conftest import DATA, ROOT, ZOO, assert_error, run_cli
 from numpy_ref import check_layers
+from reference import bound, inputs_for, opencv_blobs, rewrite_axpy, with_weights
 from weights import random_weights
-
-
-def bound(ref):
-    """The tolerance the issue sets: 1e-4 · max(1, max|ref|)."""
-    return 1e-4 * max(1.0, float(np.abs(ref).max()))
-
-
-def with_weights(tmp_path, net_or_path, seed=0):
-    """(net, prototxt path, caffemodel path): random weights written by our writer and read
-    back through load_weights, as a user's files would be."""
-    if isinstance(net_or_path, Net):
-        prototxt = tmp_path / "net.prototxt"
-        prototxt.write_text(net_or_path.to_prototxt("modern"))
-        net = net_or_path
-    else:
-        prototxt = net_or_path
-        net = read_prototxt(prototxt)
-    weights = tmp_path / "net.caffemodel"
-    write_caffemodel(random_weights(net, seed), weights)
-    net = read_prototxt(prototxt)
-    load_weights(net, weights, strict=True)
-    return net, prototxt, weights
-
-
-def inputs_for(net, seed=1):
-    rng = np.random.default_rng(seed)
-    return [rng.standard_normal(i.shape).astype(np.float32) for i in net.inputs]
-
-
-def last_writers(net):
-    last = {}
-    for layer in net.layers:
-        for k, top in enumerate(layer.top):
-            last[top] = (layer.name, k)
-    return last
 
 
 def compare_with_opencv(net, prototxt, weights, model, skip=()):
@@ -69,20 +34,13 @@ def compare_with_opencv(net, prototxt, weights, model, skip=()):
     xs = inputs_for(net)
     with torch.no_grad():
         ours = {k: v.numpy() for k, v in model.blobs(*map(torch.from_numpy, xs)).items()}
-    cv = cv2.dnn.readNetFromCaffe(str(prototxt), str(weights))
-    cv.enableFusion(False)
-    for blob, x in zip(net.inputs, xs):
-        cv.setInput(x, blob.name)
-    last = last_writers(net)
-    # OpenCV names a layer's output by the layer; only the first top of a layer is reachable.
-    names = [b for b in ours if b in last and last[b][1] == 0 and b not in skip]
-    refs = cv.forward([last[b][0] for b in names])
-    for blob, ref in zip(names, refs):
+    refs = opencv_blobs(net, prototxt, weights, xs, [b for b in ours if b not in skip])
+    for blob, ref in refs.items():
         got = ours[blob]
         assert ref.size == got.size, blob
         err = np.abs(got - ref.reshape(got.shape)).max()
         assert err <= bound(ref), f"blob '{blob}': max|Δ| {err:.3g} vs OpenCV"
-    return len(names)
+    return len(refs)
 
 
 def run(model, net, xs=None):
@@ -138,19 +96,7 @@ def test_se_resnet_matches_opencv_with_axpy_rewritten(tmp_path):
     own Axpy; every blob the two nets share agrees. The Axpy layers themselves are checked
     against NumPy (a * x + y)."""
     net, _, weights = with_weights(tmp_path, ZOO / "SE-ResNet-50.prototxt")
-    rewritten = Net(net.name, net.inputs)
-    for layer in net.layers:
-        if layer.type != "Axpy":
-            rewritten.layers.append(layer)
-            continue
-        a, x, y = layer.bottom
-        name, top = layer.name, layer.top[0]
-        rewritten.add_layer("Flatten", f"{name}/a", a, f"{name}/a")
-        rewritten.add_layer("Scale", f"{name}/ax", [x, f"{name}/a"], f"{name}/ax",
-                            scale_param=dict(axis=0))
-        rewritten.add_layer("Eltwise", name, [f"{name}/ax", y], top)
-    prototxt = tmp_path / "se_rewritten.prototxt"
-    prototxt.write_text(rewritten.to_prototxt("modern"))
+    prototxt = rewrite_axpy(net, tmp_path / "se_rewritten.prototxt")
     model = to_torch(net)
     assert compare_with_opencv(net, prototxt, weights, model) > 100
     xs = [torch.from_numpy(x) for x in inputs_for(net)]

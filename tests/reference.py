@@ -1,0 +1,77 @@
+"""What the translator tests share: random weights written and read back as a user's files
+would be, the tolerance the issues set, and OpenCV's Caffe importer (opencv-python-headless<5,
+an independent implementation) run on the same prototxt + caffemodel."""
+import cv2
+import numpy as np
+
+from prototxt_gen.caffemodel import load_weights, write_caffemodel
+from prototxt_gen.net import Net
+from prototxt_gen.reader import read_prototxt
+
+from weights import random_weights
+
+
+def bound(ref):
+    """The tolerance the issue sets: 1e-4 · max(1, max|ref|)."""
+    return 1e-4 * max(1.0, float(np.abs(ref).max()))
+
+
+def with_weights(tmp_path, net_or_path, seed=0):
+    """(net, prototxt path, caffemodel path): random weights written by our writer and read
+    back through load_weights, as a user's files would be."""
+    if isinstance(net_or_path, Net):
+        prototxt = tmp_path / "net.prototxt"
+        prototxt.write_text(net_or_path.to_prototxt("modern"))
+        net = net_or_path
+    else:
+        prototxt = net_or_path
+        net = read_prototxt(prototxt)
+    weights = tmp_path / "net.caffemodel"
+    write_caffemodel(random_weights(net, seed), weights)
+    net = read_prototxt(prototxt)
+    load_weights(net, weights, strict=True)
+    return net, prototxt, weights
+
+
+def inputs_for(net, seed=1):
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal(i.shape).astype(np.float32) for i in net.inputs]
+
+
+def last_writers(net):
+    last = {}
+    for layer in net.layers:
+        for k, top in enumerate(layer.top):
+            last[top] = (layer.name, k)
+    return last
+
+
+def opencv_blobs(net, prototxt, weights, xs, blobs):
+    """OpenCV's value of each blob: the output of the layer that wrote it last, with OpenCV's
+    layer fusion off so that every layer's output exists. OpenCV names outputs by layer and
+    reaches only a layer's first top, so blobs written last as another top are left out."""
+    cv = cv2.dnn.readNetFromCaffe(str(prototxt), str(weights))
+    cv.enableFusion(False)
+    for blob, x in zip(net.inputs, xs):
+        cv.setInput(x, blob.name)
+    last = last_writers(net)
+    names = [b for b in blobs if b in last and last[b][1] == 0]
+    return dict(zip(names, cv.forward([last[b][0] for b in names])))
+
+
+def rewrite_axpy(net, path):
+    """`net` with each Axpy(a, x, y) -- SENet's fork layer, which OpenCV lacks -- spelled in
+    layers OpenCV has: Flatten(a), Scale(x, a, axis 0), Eltwise SUM(., y); written to `path`."""
+    rewritten = Net(net.name, net.inputs)
+    for layer in net.layers:
+        if layer.type != "Axpy":
+            rewritten.layers.append(layer)
+            continue
+        a, x, y = layer.bottom
+        name, top = layer.name, layer.top[0]
+        rewritten.add_layer("Flatten", f"{name}/a", a, f"{name}/a")
+        rewritten.add_layer("Scale", f"{name}/ax", [x, f"{name}/a"], f"{name}/ax",
+                            scale_param=dict(axis=0))
+        rewritten.add_layer("Eltwise", name, [f"{name}/ax", y], top)
+    path.write_text(rewritten.to_prototxt("modern"))
+    return path
