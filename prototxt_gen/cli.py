@@ -21,7 +21,8 @@ USAGE = f"""\
        {PROG} list                     list the built-in models
        {PROG} info NET [options]       analyze a network (and check its weights)
        {PROG} convert NET --to FORMAT -o OUT [options]
-                                       translate a network (and its weights) to PyTorch"""
+                                       translate a network (and its weights) to PyTorch
+                                       or ONNX"""
 
 EXAMPLES = f"""\
 examples:
@@ -228,24 +229,35 @@ examples:
       PyTorch weights (from model.pth, or any state_dict of that structure) back to Caffe
   {PROG} convert old_v1.prototxt --weights old_v1.caffemodel --to caffemodel -o new.caffemodel
       rewrite old (V1/V0) weights in today's layout
+  {PROG} convert deploy.prototxt --weights model.caffemodel --to onnx -o model.onnx --verify
+      ONNX (opset 17, dynamic batch), checked, and compared with the PyTorch translation
+      by running onnxruntime on random input
 
 exit status: 0 success, 2 bad input (unreadable net, weights that do not fit, layers with no
-translation), 1 output could not be written"""
+translation), 1 output could not be written or failed --verify"""
 
-FORMATS = ("pytorch", "python", "caffemodel")
+FORMATS = ("pytorch", "python", "onnx", "caffemodel")
+OPSETS = range(13, 21)  # prototxt_gen.onnx.OPSETS, without importing onnx to parse options
+
+
+def _opset(text: str) -> int:
+    if not text.isdigit() or int(text) not in OPSETS:
+        raise argparse.ArgumentTypeError(f"must be {OPSETS[0]}-{OPSETS[-1]}, not {text!r}")
+    return int(text)
 
 
 def cmd_convert(argv: Sequence[str]) -> int:
     p = _Parser(prog=f"{PROG} convert", epilog=CONVERT_EXAMPLES,
                 formatter_class=argparse.RawDescriptionHelpFormatter,
-                description="Translate a Caffe network, with its weights, to PyTorch, or "
-                            "PyTorch weights back to a .caffemodel.")
+                description="Translate a Caffe network, with its weights, to PyTorch or "
+                            "ONNX, or PyTorch weights back to a .caffemodel.")
     p.add_argument("net", metavar="NET",
                    help="a prototxt file (any Caffe syntax), a .caffemodel, a TOML spec or a "
                         "built-in model")
     p.add_argument("--to", required=True, choices=FORMATS,
                    help="pytorch: a torch.export program (.pt2); python: a standalone .py "
-                        "module + its state_dict (.pth); caffemodel: Caffe weights")
+                        "module + its state_dict (.pth); onnx: an ONNX model; caffemodel: "
+                        "Caffe weights")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="the file to write")
     p.add_argument("--weights", metavar="W.caffemodel", help="the trained weights")
     p.add_argument("--state-dict", metavar="FILE.pth",
@@ -254,8 +266,19 @@ def cmd_convert(argv: Sequence[str]) -> int:
     p.add_argument("--fuse", action="store_true",
                    help="fold BatchNorm/Scale into the convolution before them (inference)")
     p.add_argument("--class-name", metavar="NAME", help="the generated module's class name")
+    p.add_argument("--opset", type=_opset, metavar="N",
+                   help="with --to onnx: the ONNX opset, 13-20 (default 17)")
+    p.add_argument("--static-batch", action="store_true",
+                   help="with --to onnx: fix the batch size to the net's (default: dynamic)")
+    p.add_argument("--verify", action="store_true",
+                   help="with --to onnx: run the model with onnxruntime on random input and "
+                        "compare it with the PyTorch translation before writing it")
     _net_options(p)
     args = p.parse_args(argv)
+    onnx_only = [o for o, v in (("--opset", args.opset), ("--static-batch", args.static_batch),
+                                ("--verify", args.verify)) if v]
+    if onnx_only and args.to != "onnx":
+        raise PrototxtGenError(f"{onnx_only[0]} only applies to --to onnx")
     if args.state_dict and args.to != "caffemodel":
         raise PrototxtGenError("--state-dict only applies to --to caffemodel")
     if args.fuse and args.to == "caffemodel":
@@ -267,29 +290,47 @@ def cmd_convert(argv: Sequence[str]) -> int:
         load_weights(net, args.weights, strict=True)
     elif args.to == "caffemodel" and not args.state_dict:
         raise PrototxtGenError("--to caffemodel needs --weights or --state-dict")
-    elif not args.state_dict and not any(layer.blobs for layer in net.layers):
-        print(f"{PROG}: warning: no --weights given: the module keeps PyTorch's initial "
-              "weights", file=sys.stderr)
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        if args.to != "caffemodel" or args.state_dict:
-            raise PrototxtGenError(f"--to {args.to} needs PyTorch: pip install "
-                                   "'prototxt-gen[torch]'") from None
+    _require(args)
     state = None
     if args.state_dict:
         from .pytorch import load_state_dict
         state = load_state_dict(args.state_dict)
-    from .errors import NetError
+    from .errors import OutputError
     try:
         _convert(net, args, state)
-    except NetError as exc:
-        raise NetError(f"{args.net}: {exc}") from None
+    except PrototxtGenError as exc:
+        if isinstance(exc, OutputError):  # names the output already
+            raise
+        raise type(exc)(f"{args.net}: {exc}") from None
+    if not args.weights and not args.state_dict and not any(layer.blobs for layer in net.layers):
+        kept = ("the model has placeholder weights (zeros; BatchNorm and Scale as identity)"
+                if args.to == "onnx" else "the module keeps PyTorch's initial weights")
+        print(f"{PROG}: warning: no --weights given: {kept}", file=sys.stderr)
     return 0
 
 
+def _require(args) -> None:
+    """The optional packages this conversion needs, or a one-line hint."""
+    needs = []
+    if args.to in ("pytorch", "python") or args.state_dict or args.verify:
+        needs.append(("torch", "torch", "PyTorch"))
+    if args.to == "onnx":
+        needs.append(("onnx", "onnx", "onnx"))
+    if args.verify:
+        needs.append(("onnxruntime", "onnx", "onnxruntime"))
+    for module, extra, what in needs:
+        try:
+            __import__(module)
+        except ImportError:
+            option = "--verify" if args.verify and module != "onnx" else f"--to {args.to}"
+            raise PrototxtGenError(f"{option} needs {what}: pip install "
+                                   f"'prototxt-gen[{extra}]'") from None
+
+
 def _convert(net, args, state) -> None:
-    if args.to == "caffemodel":
+    if args.to == "onnx":
+        _convert_onnx(net, args)
+    elif args.to == "caffemodel":
         from .caffemodel import write_caffemodel
         if state is not None:
             from .pytorch import state_to_blobs
@@ -301,6 +342,22 @@ def _convert(net, args, state) -> None:
     else:
         from .pytorch import save_exported
         save_exported(net, args.output, fuse=args.fuse, class_name=args.class_name)
+
+
+def _convert_onnx(net, args) -> None:
+    from .onnx import DEFAULT_OPSET, save_onnx
+    report = []
+
+    def verify(model):  # before the file is renamed into place: a mismatch writes nothing
+        from .verify import verify_onnx
+        report.extend(verify_onnx(net, model, fuse=args.fuse))
+
+    save_onnx(net, args.output, opset=args.opset or DEFAULT_OPSET, fuse=args.fuse,
+              dynamic_batch=not args.static_batch, check_with=verify if args.verify else None)
+    if report:
+        import onnxruntime
+        print(f"{PROG}: verified: onnxruntime {onnxruntime.__version__} agrees with the PyTorch "
+              "translation on random input: " + ", ".join(map(str, report)), file=sys.stderr)
 
 
 COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {

@@ -1,0 +1,85 @@
+"""Cross-checks between back ends: an exported model run by its runtime against the PyTorch
+translation of the same net, on the same random input.
+
+This module uses two back ends at once, so it is not one of them: nothing in the back ends
+imports it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from .errors import PrototxtGenError
+from .net import Net, net_inputs
+
+
+class VerificationError(PrototxtGenError):
+    """An exported model computes something other than the reference (exit status 1)."""
+
+    exit_code = 1
+
+
+@dataclass
+class Agreement:
+    output: str
+    max_error: float
+    bound: float
+
+    def __str__(self) -> str:
+        return f"'{self.output}' max|Δ| {self.max_error:.2g} (bound {self.bound:.2g})"
+
+
+def tolerance(ref: np.ndarray) -> float:
+    """1e-4 · max(1, max|ref|): float32 rounding over a deep net, relative to its scale."""
+    return 1e-4 * max(1.0, float(np.abs(ref).max()) if ref.size else 0.0)
+
+
+def random_inputs(net: Net, seed: int = 0, batch: int | None = None) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for _, shape in net_inputs(net):
+        shape = ((batch,) + tuple(shape[1:])) if batch and len(shape) >= 2 else tuple(shape)
+        out.append(rng.standard_normal(shape).astype(np.float32))
+    return out
+
+
+def verify_onnx(net: Net, model: bytes | str, *, fuse: bool = False, seed: int = 0,
+                batch: int | None = None) -> list[Agreement]:
+    """Run the ONNX model (serialized bytes, or a file path) with onnxruntime on the CPU and
+    the PyTorch translation of `net` on the same random input; raise VerificationError
+    where an output differs by more than `tolerance`. Returns each output's agreement."""
+    import onnxruntime as ort
+    import torch
+
+    from .pytorch import to_torch
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    xs = random_inputs(net, seed, batch)
+    names = [i.name for i in session.get_inputs()]
+    got = session.run(None, dict(zip(names, xs)))
+    module = to_torch(net, fuse=fuse)
+    with torch.no_grad():
+        ref = module(*map(torch.from_numpy, xs))
+    refs = [ref] if isinstance(ref, torch.Tensor) else list(ref)
+    return compare([o.name for o in session.get_outputs()], got,
+                   [r.numpy() for r in refs], "onnxruntime", "the PyTorch translation")
+
+
+def compare(names: Sequence[str], got: Sequence[np.ndarray], refs: Sequence[np.ndarray],
+            what: str, against: str) -> list[Agreement]:
+    if len(got) != len(refs):
+        raise VerificationError(f"{what} gives {len(got)} output(s), {against} {len(refs)}")
+    report = []
+    for name, g, r in zip(names, got, refs):
+        if g.shape != r.shape:
+            raise VerificationError(f"{what}: output '{name}' has shape {g.shape}, {against} "
+                                    f"{r.shape}")
+        err = float(np.abs(g.astype(np.float64) - r).max()) if r.size else 0.0
+        agreement = Agreement(name, err, tolerance(r))
+        if not err <= agreement.bound:  # NaN fails too
+            raise VerificationError(f"{what} departs from {against}: {agreement}")
+        report.append(agreement)
+    return report
