@@ -1,4 +1,5 @@
-"""Small shims over protobuf's descriptor API, which changed between protobuf 4 and 7."""
+"""Small shims over protobuf's descriptor API, which changed between protobuf 4 and 7, and the
+wire-format pieces our writers use to stream large arrays into messages without copying them."""
 from google.protobuf.descriptor import FieldDescriptor
 
 if hasattr(FieldDescriptor, "is_repeated"):  # protobuf >= 6.30; `label` is gone in 7
@@ -7,3 +8,20 @@ if hasattr(FieldDescriptor, "is_repeated"):  # protobuf >= 6.30; `label` is gone
 else:
     def is_repeated(fd: FieldDescriptor) -> bool:
         return fd.label == FieldDescriptor.LABEL_REPEATED
+
+
+LEN = 2  # wire type of length-delimited fields (bytes, strings, messages, packed arrays)
+
+
+def tag(number: int, wire: int = LEN) -> bytes:
+    return varint(number << 3 | wire)
+
+
+def varint(value: int) -> bytes:
+    value &= 0xFFFFFFFFFFFFFFFF
+    out = bytearray()
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)

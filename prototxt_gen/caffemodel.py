@@ -18,6 +18,7 @@ from typing import BinaryIO, Sequence
 import numpy as np
 
 from . import caffe_pb2
+from ._pb import tag as _tag, varint as _varint
 from .errors import NetError
 from .net import Net
 
@@ -443,6 +444,29 @@ def _fmt(shape: Sequence[int]) -> str:
     return "×".join(map(str, shape)) if len(shape) else "scalar"
 
 
+def placeholder(layer, k: int, shape: Sequence[int]) -> np.ndarray:
+    """A value for weight blob k of a layer that has no weights (a prototxt without its
+    caffemodel) that makes the layer harmless: zeros, except factors and variances, which are
+    1 (BatchNorm and Scale are then the identity), and PReLU's slope, Caffe's default 0.25."""
+    if layer.type == "PReLU":
+        return np.full(shape, 0.25, np.float32)
+    ones = (layer.type == "BatchNorm" and k >= 1) or (layer.type == "Scale" and k == 0) or \
+        layer.type == "Normalize"
+    return (np.ones if ones else np.zeros)(shape, np.float32)
+
+
+def fill_placeholders(net: Net) -> list[str]:
+    """Give every layer that has no weights the placeholder values (see `placeholder`);
+    returns the names of the layers filled."""
+    from .shapes import infer
+    filled = []
+    for s in infer(net):
+        if s.blobs and not s.layer.blobs:
+            s.layer.blobs = [placeholder(s.layer, k, shape) for k, shape in enumerate(s.blobs)]
+            filled.append(s.layer.name)
+    return filled
+
+
 # -- writing --------------------------------------------------------------------------------------
 
 def write_caffemodel(net: Net, path: str | os.PathLike) -> None:
@@ -482,20 +506,6 @@ def _blob_parts(arr, layer, index: int) -> tuple[bytes, np.ndarray]:
             + _tag(number, _LEN) + _varint(data.nbytes))
     blob_size = len(head) + data.nbytes
     return _tag(LAYER_BLOBS, _LEN) + _varint(blob_size) + head, data
-
-
-def _tag(number: int, wire: int) -> bytes:
-    return _varint(number << 3 | wire)
-
-
-def _varint(value: int) -> bytes:
-    value &= 0xFFFFFFFFFFFFFFFF
-    out = bytearray()
-    while value >= 0x80:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
 
 
 def _bytes(data: bytes) -> bytes:

@@ -296,13 +296,14 @@ def cmd_convert(argv: Sequence[str]) -> int:
         from .pytorch import load_state_dict
         state = load_state_dict(args.state_dict)
     from .errors import OutputError
+    had_weights = any(layer.blobs for layer in net.layers)  # a .caffemodel given as NET has
     try:
         _convert(net, args, state)
     except PrototxtGenError as exc:
         if isinstance(exc, OutputError):  # names the output already
             raise
         raise type(exc)(f"{args.net}: {exc}") from None
-    if not args.weights and not args.state_dict and not any(layer.blobs for layer in net.layers):
+    if not args.weights and not args.state_dict and not had_weights:
         kept = ("the model has placeholder weights (zeros; BatchNorm and Scale as identity)"
                 if args.to == "onnx" else "the module keeps PyTorch's initial weights")
         print(f"{PROG}: warning: no --weights given: {kept}", file=sys.stderr)
@@ -345,12 +346,14 @@ def _convert(net, args, state) -> None:
 
 
 def _convert_onnx(net, args) -> None:
+    from .caffemodel import fill_placeholders
     from .onnx import DEFAULT_OPSET, save_onnx
+    fill_placeholders(net)  # so that --verify's PyTorch module gets the same weights
     report = []
 
-    def verify(model):  # before the file is renamed into place: a mismatch writes nothing
+    def verify(model_path):  # before the file is renamed into place: a mismatch writes nothing
         from .verify import verify_onnx
-        report.extend(verify_onnx(net, model, fuse=args.fuse))
+        report.extend(verify_onnx(net, model_path, fuse=args.fuse))
 
     save_onnx(net, args.output, opset=args.opset or DEFAULT_OPSET, fuse=args.fuse,
               dynamic_batch=not args.static_batch, check_with=verify if args.verify else None)

@@ -24,6 +24,8 @@ import onnx
 from onnx import TensorProto, helper
 
 from . import caffe_pb2
+from ._pb import tag, varint
+from .caffemodel import placeholder
 from .errors import NetError, untranslatable
 from .net import Layer, Net, net_inputs, net_outputs
 from .shapes import (LayerShapes, affine_layout, concat_axis, conv_geometry, infer, permute_order,
@@ -94,7 +96,7 @@ class LayerBuilder:
     def blob(self, k: int, suffix: str, shape: Sequence[int] | None = None,
              transform: Callable[[np.ndarray], np.ndarray] | None = None) -> str:
         """Weight blob k as an initializer (reshaped, transformed); a layer without weights
-        gets placeholders (see `placeholder`)."""
+        gets placeholders (see caffemodel.placeholder)."""
         arr = np.asarray(self.layer.blobs[k]) if k < len(self.layer.blobs) else placeholder(
             self.layer, k, self.s.blobs[k])
         if transform is not None:
@@ -139,17 +141,6 @@ def converter(*types: str) -> Callable[[Converter], Converter]:
             CONVERTERS[t] = fn
         return fn
     return register
-
-
-def placeholder(layer: Layer, k: int, shape: Sequence[int]) -> np.ndarray:
-    """Weights for a layer that has none (a prototxt without its caffemodel): values that make
-    the layer harmless -- zeros, except for factors and variances, which are 1 (PReLU's slope
-    is Caffe's default filler, 0.25)."""
-    ones = (layer.type in ("BatchNorm",) and k >= 1) or (layer.type == "Scale" and k == 0) or \
-        layer.type == "Normalize"
-    if layer.type == "PReLU":
-        return np.full(shape, 0.25, np.float32)
-    return (np.ones if ones else np.zeros)(shape, np.float32)
 
 
 class _Graph:
@@ -376,7 +367,7 @@ def _value_names(net: Net, outputs: list[str], inputs: set[str]) -> dict[tuple[i
 
 
 def _le_bytes(arr: np.ndarray) -> bytes:
-    return np.ascontiguousarray(arr, arr.dtype.newbyteorder("<")).tobytes()
+    return bytes(_le_view(arr))
 
 
 def _set_output_shapes(model, net, shapes, out_names, out_values, values, dynamic) -> None:
@@ -433,61 +424,101 @@ def check_model(model: onnx.ModelProto | bytes | str | os.PathLike) -> None:
 def save_onnx(net: Net, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET,
               fuse: bool = False, dynamic_batch: bool = True,
               outputs: Sequence[str] | None = None, external_data: bool | None = None,
-              check_with: Callable[[bytes | str], None] | None = None) -> Translation:
+              check_with: Callable[[str], None] | None = None) -> Translation:
     """Write the model to `path`, checked (see to_onnx). Weights over 2 GiB in all (or with
-    external_data=True) go to `path`.data beside it, as ONNX external data. `check_with`,
-    given the model's bytes (or, with external data, the path of the model written beside
-    its data), may raise to stop the write: files are renamed into place only once
-    checked, so a failure leaves no partial output."""
+    external_data=True) go to `path`.data beside it, as ONNX external data. The model is
+    written under a temporary name, checked there -- onnx.checker, then `check_with(path)`,
+    which may raise -- and renamed into place only then: a failure leaves no output.
+
+    The weights go from their numpy buffers straight into the file (see _write_model): no
+    copy of them is made in memory, however large the model."""
     from .fileio import atomic_open, atomic_path
     t = translate(net, opset=opset, fuse=fuse, dynamic_batch=dynamic_batch, outputs=outputs,
                   with_data=False)
     path = os.fspath(path)
     if external_data is None:
         external_data = sum(a.nbytes for a in t.arrays.values()) > EXTERNAL_DATA_THRESHOLD
-    if not external_data:
-        t.fill()
-        data = t.model.SerializeToString()  # once: the bytes checked are the bytes written
-        check_model(data)
-        if check_with is not None:
-            check_with(data)
-        with atomic_open(path) as f:
-            f.write(data)
-        return t
-    data_name = os.path.basename(path) + ".data"
-    data_path = os.path.join(os.path.dirname(path), data_name)
-    by_name = {tp.name: tp for tp in t.model.graph.initializer}
-    # The model refers to its data file by name, so the data goes to its final name first.
-    with atomic_open(data_path) as f:
-        offset = 0
-        for name, arr in t.arrays.items():
-            tp = by_name[name]
-            if arr.nbytes < 1024:  # shapes, axes, small biases stay in the model
-                tp.raw_data = _le_bytes(arr)
-                continue
-            pad = -offset % 4096  # page-aligned, so that runtimes can map the weights
-            f.write(b"\0" * pad)
-            offset += pad
-            f.write(_le_bytes(arr))
-            tp.data_location = TensorProto.EXTERNAL
-            for key, value in (("location", data_name), ("offset", str(offset)),
-                               ("length", str(arr.nbytes))):
-                tp.external_data.add(key=key, value=value)
-            offset += arr.nbytes
+    data_path = None
+    if external_data:
+        data_name = os.path.basename(path) + ".data"
+        data_path = os.path.join(os.path.dirname(path), data_name)
+        # The model refers to its data file by name, so the data goes to its final name.
+        with atomic_open(data_path) as f:
+            _write_external(f, t, data_name)
     try:
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as f:
-                f.write(t.model.SerializeToString())
+                _write_model(f, t)
             check_model(tmp)
             if check_with is not None:
                 check_with(tmp)
     except BaseException:
-        try:
-            os.unlink(data_path)
-        except OSError:
-            pass
+        if data_path:
+            try:
+                os.unlink(data_path)
+            except OSError:
+                pass
         raise
     return t
+
+
+def _write_external(f, t: Translation, data_name: str) -> None:
+    """Move the large initializers' data to file `f`, page-aligned (runtimes map it)."""
+    offset = 0
+    for tp in t.model.graph.initializer:
+        arr = t.arrays[tp.name]
+        if arr.nbytes < 1024 or tp.raw_data:  # shapes, axes, small biases stay in the model
+            continue
+        pad = -offset % 4096
+        f.write(b"\0" * pad)
+        offset += pad
+        f.write(_le_view(arr))
+        tp.data_location = TensorProto.EXTERNAL
+        for key, value in (("location", data_name), ("offset", str(offset)),
+                           ("length", str(arr.nbytes))):
+            tp.external_data.add(key=key, value=value)
+        offset += arr.nbytes
+
+
+_GRAPH = onnx.ModelProto.DESCRIPTOR.fields_by_name["graph"].number
+_INITIALIZER = onnx.GraphProto.DESCRIPTOR.fields_by_name["initializer"].number
+_RAW_DATA = onnx.TensorProto.DESCRIPTOR.fields_by_name["raw_data"].number
+
+
+def _write_model(f, t: Translation) -> None:
+    """Serialize the model to `f` with each initializer's raw_data written from its array.
+
+    Protobuf merges a message field that occurs twice, appending repeated fields: the file is
+    the model without initializers, then a second `graph` field holding only the initializers,
+    each encoded by hand around its array's bytes (raw_data)."""
+    g = t.model.graph
+    tensors = list(g.initializer)
+    del g.initializer[:]
+    try:
+        f.write(t.model.SerializeToString())
+    finally:
+        g.initializer.extend(tensors)
+    entries = []
+    for tp in g.initializer:
+        head = tp.SerializeToString()
+        body = None
+        if not tp.raw_data and tp.data_location != TensorProto.EXTERNAL:
+            body = _le_view(t.arrays[tp.name])
+            head += tag(_RAW_DATA) + varint(body.nbytes)
+        size = len(head) + (body.nbytes if body is not None else 0)
+        entries.append((tag(_INITIALIZER) + varint(size) + head, body))
+    f.write(tag(_GRAPH) + varint(sum(len(h) + (b.nbytes if b is not None else 0)
+                                  for h, b in entries)))
+    for head, body in entries:
+        f.write(head)
+        if body is not None:
+            f.write(body)
+
+
+def _le_view(arr: np.ndarray) -> memoryview:
+    """The array's bytes in little-endian order, without a copy where they already are."""
+    arr = np.ascontiguousarray(arr, arr.dtype.newbyteorder("<"))
+    return memoryview(arr.reshape(-1)).cast("B")
 
 
 # -- converters -----------------------------------------------------------------------------------

@@ -48,8 +48,9 @@ def random_inputs(net: Net, seed: int = 0, batch: int | None = None) -> list[np.
 def verify_onnx(net: Net, model: bytes | str, *, fuse: bool = False, seed: int = 0,
                 batch: int | None = None) -> list[Agreement]:
     """Run the ONNX model (serialized bytes, or a file path) with onnxruntime on the CPU and
-    the PyTorch translation of `net` on the same random input; raise VerificationError
-    where an output differs by more than `tolerance`. Returns each output's agreement."""
+    the PyTorch translation of `net` -- holding the weights the model was built with -- on the
+    same random input; raise VerificationError where an output differs by more than
+    `tolerance`. Returns each output's agreement."""
     import onnxruntime as ort
     import torch
 

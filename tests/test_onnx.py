@@ -237,6 +237,17 @@ def test_dynamic_batch_runs_batch_3_like_opencv(tmp_path):
         run(static, xs)
 
 
+def test_saved_file_is_the_model_to_onnx_builds(tmp_path):
+    """save_onnx writes the weights from their arrays around hand-encoded protobuf headers;
+    the file parses as the very model to_onnx builds in memory."""
+    net = random_weights(read_prototxt(ZOO / "densenet_121.prototxt"))
+    save_onnx(net, tmp_path / "d.onnx", opset=15)
+    loaded = onnx.load(tmp_path / "d.onnx")
+    built = to_onnx(net, opset=15)
+    assert len(loaded.graph.initializer) == len(built.graph.initializer) > 600
+    assert loaded == built
+
+
 def test_external_data_for_large_models(tmp_path):
     """Over 2 GiB of weights the model keeps its weights in model.onnx.data (tested here by
     asking for it on a small net): page-aligned, loaded by onnxruntime from the path."""
@@ -266,6 +277,22 @@ def test_a_failed_check_writes_nothing(tmp_path):
         with pytest.raises(NetError, match="refused"):
             save_onnx(net, path, external_data=external, check_with=refuse)
         assert list(tmp_path.iterdir()) == []
+
+
+def test_verification_catches_a_model_that_departs(tmp_path):
+    """verify_onnx runs onnxruntime and the PyTorch translation on the same input; a model
+    built from other weights fails it, exit status 1, and save_onnx then writes nothing."""
+    pytest.importorskip("torch")
+    from prototxt_gen.verify import VerificationError, verify_onnx
+    net = random_weights(read_prototxt(ZOO / "lenet.prototxt"))
+    (ok,) = verify_onnx(net, to_onnx(net).SerializeToString(), batch=3)
+    assert ok.output == "prob" and ok.max_error <= ok.bound == 1e-4
+    other = random_weights(read_prototxt(ZOO / "lenet.prototxt"), seed=5)
+    with pytest.raises(VerificationError, match="onnxruntime departs from the PyTorch "
+                       "translation: 'prob' max|Δ| .* \\(bound 0.0001\\)") as err:
+        save_onnx(net, tmp_path / "lenet.onnx", check_with=lambda p: verify_onnx(other, p))
+    assert err.value.exit_code == 1
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_placeholder_weights_without_a_caffemodel():

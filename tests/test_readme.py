@@ -75,3 +75,16 @@ def test_pytorch_example_runs(tmp_path, monkeypatch):
     with contextlib.redirect_stdout(out):
         exec(compile(code, "README.md", "exec"), {})
     assert out.getvalue() == "('prob',) (1, 1000) (1, 256, 56, 56)\n"
+
+
+def test_onnx_example_runs(tmp_path, monkeypatch):
+    from prototxt_gen import read_prototxt, write_caffemodel
+    from weights import random_weights
+    code = python_block("to_onnx")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "deploy.prototxt").write_text((KAIMING / "ResNet-50-deploy.prototxt").read_text())
+    write_caffemodel(random_weights(read_prototxt("deploy.prototxt")), "model.caffemodel")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, "README.md", "exec"), {})
+    assert out.getvalue() == ("['data'] ['res2a', 'prob'] (2, 1000) ['conv1@scale_conv1']\n")
