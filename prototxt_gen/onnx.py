@@ -143,6 +143,15 @@ def converter(*types: str) -> Callable[[Converter], Converter]:
     return register
 
 
+def _unique(base: str, taken: set[str]) -> str:
+    """`base`, or `base_2`, `base_3`... whichever is not taken yet; it is taken then."""
+    name, n = base, 2
+    while name in taken:
+        name, n = f"{base}_{n}", n + 1
+    taken.add(name)
+    return name
+
+
 class _Graph:
     """Nodes, initializers and names; every value and node name is unique."""
 
@@ -154,18 +163,11 @@ class _Graph:
         self.node_names: set[str] = set()
 
     def fresh(self, base: str) -> str:
-        name, n = base, 2
-        while name in self.taken:
-            name, n = f"{base}_{n}", n + 1
-        self.taken.add(name)
-        return name
+        """A value name not used yet."""
+        return _unique(base, self.taken)
 
     def fresh_node(self, base: str) -> str:
-        name, n = base, 2
-        while name in self.node_names:
-            name, n = f"{base}_{n}", n + 1
-        self.node_names.add(name)
-        return name
+        return _unique(base, self.node_names)
 
     def initializer(self, base: str, arr: np.ndarray) -> str:
         if arr.dtype == np.float64:
@@ -357,12 +359,7 @@ def _value_names(net: Net, outputs: list[str], inputs: set[str]) -> dict[tuple[i
             if w == plain:
                 names[w] = blob
                 continue
-            base = f"{blob}@{net.layers[w[0]].name}"
-            name, n = base, 2
-            while name in taken:
-                name, n = f"{base}_{n}", n + 1
-            taken.add(name)
-            names[w] = name
+            names[w] = _unique(f"{blob}@{net.layers[w[0]].name}", taken)
     return names
 
 

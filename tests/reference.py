@@ -1,14 +1,33 @@
-"""What the translator tests share: random weights written and read back as a user's files
-would be, the tolerance the issues set, and OpenCV's Caffe importer (opencv-python-headless<5,
-an independent implementation) run on the same prototxt + caffemodel."""
+"""What the translator tests share: the generated nets they check, random weights written and
+read back as a user's files would be, the tolerance the issues set, and OpenCV's Caffe importer
+(opencv-python-headless<5, an independent implementation) run on the same prototxt +
+caffemodel."""
 import cv2
 import numpy as np
 
 from prototxt_gen.caffemodel import load_weights, write_caffemodel
 from prototxt_gen.net import Net
 from prototxt_gen.reader import read_prototxt
+from prototxt_gen.spec import parse_spec
 
+from conftest import ROOT
 from weights import random_weights
+
+CLIPPED = parse_spec((ROOT / "examples" / "my_resnet.toml").read_text().replace(
+    "pool_kernel = 3\npool_stride = 2\npool_pad = 1",
+    "pool_kernel = 2\npool_stride = 2\npool_pad = 1"), "clipped.toml")
+
+# Generated nets the translators are checked on, with the input shape each is generated at.
+GENERATED = [
+    ("resnet18", (2, 3, 97, 131)),     # odd, non-square
+    ("resnet34", (1, 3, 160, 160)),
+    ("resnet50", None),                # the 2016 release's layout, conv1 with a bias
+    ("resnet101", (1, 3, 67, 67)),     # pool1 rounds up: 34 -> 17
+    ("resnet152", (1, 3, 96, 96)),
+    (ROOT / "examples" / "my_resnet.toml", None),  # groups, dilation
+    (CLIPPED, (1, 3, 65, 65)),         # pooling's clip rule
+]
+GENERATED_IDS = [str(getattr(m, "source", m)).split("/")[-1] for m, _ in GENERATED]
 
 
 def bound(ref):
@@ -75,3 +94,14 @@ def rewrite_axpy(net, path):
         rewritten.add_layer("Eltwise", name, [f"{name}/ax", y], top)
     path.write_text(rewritten.to_prototxt("modern"))
     return path
+
+
+def assert_close_to(refs, ours, what="blob"):
+    """Each of OpenCV's arrays (`refs`, by blob) equals ours within `bound`; returns how many
+    were compared."""
+    for blob, ref in refs.items():
+        got = ours[blob]
+        assert ref.size == got.size, blob
+        err = np.abs(got - ref.reshape(got.shape)).max()
+        assert err <= bound(ref), f"{what} '{blob}': max|Δ| {err:.3g} vs OpenCV"
+    return len(refs)

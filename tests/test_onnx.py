@@ -22,12 +22,11 @@ from prototxt_gen.onnx import (IR_VERSION, OPSETS, converter, save_onnx, to_onnx
                                Unsupported)
 from prototxt_gen.reader import read_prototxt
 from prototxt_gen.shapes import infer
-from prototxt_gen.spec import parse_spec
 
-from conftest import DATA, ROOT, ZOO, assert_error, run_cli
+from conftest import DATA, ZOO, assert_error, run_cli
 from numpy_ref import check_values
-from reference import (bound, inputs_for, last_writers, opencv_blobs, rewrite_axpy,
-                       with_weights)
+from reference import (GENERATED, GENERATED_IDS, assert_close_to, bound, inputs_for,
+                       last_writers, opencv_blobs, rewrite_axpy, with_weights)
 from weights import random_weights
 
 
@@ -56,12 +55,7 @@ def blobs_vs_opencv(net, prototxt, weights, xs=None, skip=(), **kwargs):
     t = translate(net, outputs=blobs, **kwargs)
     ours = run(t.model, xs)
     refs = opencv_blobs(net, prototxt, weights, xs, blobs)
-    for blob, ref in refs.items():
-        got = ours[blob]
-        assert ref.size == got.size, blob
-        err = np.abs(got - ref.reshape(got.shape)).max()
-        assert err <= bound(ref), f"blob '{blob}': max|Δ| {err:.3g} vs OpenCV"
-    return len(refs)
+    return assert_close_to(refs, ours)
 
 
 def outputs_vs_opencv(model, net, prototxt, weights, xs):
@@ -69,9 +63,7 @@ def outputs_vs_opencv(model, net, prototxt, weights, xs):
     ours = run(model, xs)
     refs = opencv_blobs(net, prototxt, weights, xs, list(ours))
     assert list(refs) == list(ours)
-    for blob, ref in refs.items():
-        err = np.abs(ours[blob] - ref.reshape(ours[blob].shape)).max()
-        assert err <= bound(ref), f"output '{blob}': max|Δ| {err:.3g} vs OpenCV"
+    assert_close_to(refs, ours, "output")
 
 
 def layer_values(net, xs, **kwargs):
@@ -101,23 +93,8 @@ def test_zoo_matches_opencv_blob_by_blob(tmp_path, name):
         assert np.abs(run(fused, xs)[name_] - ref).max() <= bound(ref)
 
 
-CLIPPED = parse_spec((ROOT / "examples" / "my_resnet.toml").read_text().replace(
-    "pool_kernel = 3\npool_stride = 2\npool_pad = 1",
-    "pool_kernel = 2\npool_stride = 2\npool_pad = 1"), "clipped.toml")
 
-GENERATED = [
-    ("resnet18", (2, 3, 97, 131)),     # odd, non-square
-    ("resnet34", (1, 3, 160, 160)),
-    ("resnet50", None),                # the 2016 release's layout, conv1 with a bias
-    ("resnet101", (1, 3, 67, 67)),     # pool1 rounds up: 34 -> 17
-    ("resnet152", (1, 3, 96, 96)),
-    (ROOT / "examples" / "my_resnet.toml", None),  # groups, dilation
-    (CLIPPED, (1, 3, 65, 65)),         # pooling's clip rule
-]
-
-
-@pytest.mark.parametrize("model_name,shape", GENERATED,
-                         ids=[str(getattr(m, "source", m)).split("/")[-1] for m, _ in GENERATED])
+@pytest.mark.parametrize("model_name,shape", GENERATED, ids=GENERATED_IDS)
 def test_generated_resnets_match_opencv(tmp_path, model_name, shape):
     net, prototxt, weights = with_weights(tmp_path, generate(model_name, input_shape=shape))
     assert blobs_vs_opencv(net, prototxt, weights) > 10
@@ -399,6 +376,6 @@ def test_cli_convert_to_onnx_errors(tmp_path):
                  "@prototxt_gen.onnx.converter('SoftmaxWithLoss'))")
     assert not out.exists()
     r = run_cli("convert", prototxt, "--to", "onnx", "-o", out)
-    assert (r.returncode, r.stderr) == (0, "prototxt-gen: warning: no --weights given: the "
-                                           "model has placeholder weights (zeros; BatchNorm "
-                                           "and Scale as identity)\n")
+    assert r.returncode == 0
+    assert r.stderr == ("prototxt-gen: warning: no --weights given: the model has placeholder "
+                        "weights (zeros; BatchNorm and Scale as identity)\n")

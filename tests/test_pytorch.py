@@ -20,11 +20,11 @@ from prototxt_gen.net import Net
 from prototxt_gen.pytorch import (
     converter, Lowered, sanitize, state_to_blobs, to_source, to_torch)
 from prototxt_gen.reader import read_prototxt
-from prototxt_gen.spec import parse_spec
 
-from conftest import DATA, ROOT, ZOO, assert_error, run_cli
+from conftest import DATA, ZOO, assert_error, run_cli
 from numpy_ref import check_layers
-from reference import bound, inputs_for, opencv_blobs, rewrite_axpy, with_weights
+from reference import (GENERATED, GENERATED_IDS, assert_close_to, bound, inputs_for, opencv_blobs,
+                       rewrite_axpy, with_weights)
 from weights import random_weights
 
 
@@ -35,12 +35,7 @@ def compare_with_opencv(net, prototxt, weights, model, skip=()):
     with torch.no_grad():
         ours = {k: v.numpy() for k, v in model.blobs(*map(torch.from_numpy, xs)).items()}
     refs = opencv_blobs(net, prototxt, weights, xs, [b for b in ours if b not in skip])
-    for blob, ref in refs.items():
-        got = ours[blob]
-        assert ref.size == got.size, blob
-        err = np.abs(got - ref.reshape(got.shape)).max()
-        assert err <= bound(ref), f"blob '{blob}': max|Δ| {err:.3g} vs OpenCV"
-    return len(refs)
+    return assert_close_to(refs, ours)
 
 
 def run(model, net, xs=None):
@@ -65,23 +60,8 @@ def test_zoo_matches_opencv_blob_by_blob(tmp_path, name):
     assert np.abs(got - ref).max() <= bound(ref)
 
 
-CLIPPED = parse_spec((ROOT / "examples" / "my_resnet.toml").read_text().replace(
-    "pool_kernel = 3\npool_stride = 2\npool_pad = 1",
-    "pool_kernel = 2\npool_stride = 2\npool_pad = 1"), "clipped.toml")
 
-GENERATED = [
-    ("resnet18", (2, 3, 97, 131)),     # odd, non-square
-    ("resnet34", (1, 3, 160, 160)),
-    ("resnet50", None),                # the 2016 release's layout, conv1 with a bias
-    ("resnet101", (1, 3, 67, 67)),     # pool1 rounds up: 34 -> 17
-    ("resnet152", (1, 3, 96, 96)),
-    (ROOT / "examples" / "my_resnet.toml", None),  # groups, dilation
-    (CLIPPED, (1, 3, 65, 65)),         # pooling's clip rule
-]
-
-
-@pytest.mark.parametrize("model_name,shape", GENERATED,
-                         ids=[str(getattr(m, "source", m)).split("/")[-1] for m, _ in GENERATED])
+@pytest.mark.parametrize("model_name,shape", GENERATED, ids=GENERATED_IDS)
 def test_generated_resnets_match_opencv(tmp_path, model_name, shape):
     net, prototxt, weights = with_weights(tmp_path, generate(model_name, input_shape=shape))
     model = to_torch(net)

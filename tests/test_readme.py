@@ -64,27 +64,26 @@ def test_info_excerpt_is_real_output():
             assert line in real, line
 
 
-def test_pytorch_example_runs(tmp_path, monkeypatch):
+def run_translation_example(marker, tmp_path, monkeypatch):
+    """Run the README's example containing `marker` where deploy.prototxt is ResNet-50's and
+    model.caffemodel holds random weights for it; returns what it printed."""
     from prototxt_gen import read_prototxt, write_caffemodel
     from weights import random_weights
-    code = python_block("to_torch")
+    code = python_block(marker)
     monkeypatch.chdir(tmp_path)
     (tmp_path / "deploy.prototxt").write_text((KAIMING / "ResNet-50-deploy.prototxt").read_text())
     write_caffemodel(random_weights(read_prototxt("deploy.prototxt")), "model.caffemodel")
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         exec(compile(code, "README.md", "exec"), {})
-    assert out.getvalue() == "('prob',) (1, 1000) (1, 256, 56, 56)\n"
+    return out.getvalue()
+
+
+def test_pytorch_example_runs(tmp_path, monkeypatch):
+    assert run_translation_example("to_torch", tmp_path, monkeypatch) == \
+        "('prob',) (1, 1000) (1, 256, 56, 56)\n"
 
 
 def test_onnx_example_runs(tmp_path, monkeypatch):
-    from prototxt_gen import read_prototxt, write_caffemodel
-    from weights import random_weights
-    code = python_block("to_onnx")
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "deploy.prototxt").write_text((KAIMING / "ResNet-50-deploy.prototxt").read_text())
-    write_caffemodel(random_weights(read_prototxt("deploy.prototxt")), "model.caffemodel")
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        exec(compile(code, "README.md", "exec"), {})
-    assert out.getvalue() == ("['data'] ['res2a', 'prob'] (2, 1000) ['conv1@scale_conv1']\n")
+    assert run_translation_example("to_onnx", tmp_path, monkeypatch) == \
+        "['data'] ['res2a', 'prob'] (2, 1000) ['conv1@scale_conv1']\n"
