@@ -222,6 +222,75 @@ def softmax(layer, x):
     return [e / e.sum(axis, keepdims=True)]
 
 
+@ref("Sigmoid")
+def sigmoid(layer, x):
+    return [1 / (1 + np.exp(-x.astype(np.float64)))]
+
+
+@ref("TanH")
+def tanh(layer, x):
+    return [np.tanh(x.astype(np.float64))]
+
+
+@ref("ReLU6")
+def relu6(layer, x):
+    return [np.clip(x, 0, 6)]
+
+
+@ref("Split")
+def split(layer, x):
+    return [x] * len(layer.top)
+
+
+@ref("Silence")
+def silence(layer, *xs):
+    return []
+
+
+@ref("Parameter")
+def parameter(layer):
+    return [np.asarray(layer.blobs[0])]
+
+
+@ref("Normalize")
+def normalize(layer, x):
+    # SSD's normalize_layer.cpp: x / sqrt(sum x² + eps) over C,H,W (across_spatial) or over C
+    # at each position, times a per-channel (or one shared) scale.
+    across = layer.extra_value("norm_param", "across_spatial", True)
+    eps = layer.extra_value("norm_param", "eps", 1e-10)
+    x = x.astype(np.float64)
+    axes = tuple(range(1, x.ndim)) if across else (1,)
+    norm = np.sqrt((x * x).sum(axes, keepdims=True) + eps)
+    scale = np.asarray(layer.blobs[0], np.float64)
+    scale = scale.reshape((1, -1) + (1,) * (x.ndim - 2)) if scale.size > 1 else scale[0]
+    return [x / norm * scale]
+
+
+@ref("ShuffleChannel")
+def shuffle_channel(layer, x):
+    g = layer.extra_value("shuffle_channel_param", "group", 1)
+    n, c = x.shape[:2]
+    return [x.reshape((n, g, c // g) + x.shape[2:]).swapaxes(1, 2).reshape(x.shape)]
+
+
+@ref("ArgMax")
+def argmax(layer, x):
+    # argmax_layer.cpp: the top_k largest (sorted, largest first) along `axis`; without an
+    # axis over each item's values, as (N, 1 or 2, top_k) with indices then values.
+    ap = layer.param.argmax_param
+    k = ap.top_k
+    if ap.HasField("axis"):
+        order = np.flip(np.argsort(x, axis=ap.axis, kind="stable"), ap.axis)
+        index = np.take(order, range(k), axis=ap.axis)
+        values = np.take_along_axis(x, index, ap.axis)
+        return [values if ap.out_max_val else index.astype(np.float64)]
+    flat = x.reshape(x.shape[0], -1)
+    index = np.flip(np.argsort(flat, axis=1, kind="stable"), 1)[:, :k]
+    values = np.take_along_axis(flat, index, 1)
+    out = np.stack([index, values], 1) if ap.out_max_val else index[:, None]
+    return [out.reshape(out.shape + (1,) * max(0, x.ndim - 3))]
+
+
 def check_layers(model, net, inputs, types=None, bound=1e-4):
     """Every layer of `net` whose type has a reference (or is in `types`): its outputs in our
     PyTorch module equal the reference's, given the values our module fed its bottoms.

@@ -91,6 +91,13 @@ def test_zoo_matches_opencv_blob_by_blob(tmp_path, name):
     fused = to_onnx(net, fuse=True)
     for name_, ref in run(model, xs).items():
         assert np.abs(run(fused, xs)[name_] - ref).max() <= bound(ref)
+    # The batch is symbolic all through: batch 2, whatever the file declares, gives each item
+    # what it gets alone.
+    one = run(model, [x[:1] for x in xs])
+    two = run(model, [np.concatenate([x[:1], -x[:1]]) for x in xs])
+    for name_, ref in one.items():
+        assert two[name_].shape == (2,) + ref.shape[1:]
+        assert np.abs(two[name_][:1] - ref).max() <= bound(ref)
 
 
 
@@ -137,6 +144,14 @@ def test_layer_arithmetic_matches_numpy_reference(opset):
     xs = inputs_for(net, seed=3)
     checked = check_values(net, *layer_values(net, xs, opset=opset))
     assert {layer.name for layer in net.layers} - set(checked) == {"gmax_flat", "relu"}
+
+
+def test_fork_and_rare_layers_match_numpy_reference():
+    """SSD's Normalize, ShuffleChannel, ReLU6, ArgMax (on an axis, over each item, values),
+    Parameter, Split, Silence, Sigmoid, TanH."""
+    net = random_weights(read_prototxt(DATA / "fork_layers.prototxt"))
+    checked = check_values(net, *layer_values(net, inputs_for(net, seed=4)))
+    assert set(checked) == {layer.name for layer in net.layers}
 
 
 def pooling_net(**pooling_param):
@@ -295,6 +310,13 @@ save_onnx(read_prototxt({str(ZOO / 'mobilenet_v1.prototxt')!r}), {str(tmp_path /
 
 
 # -- registry and errors --------------------------------------------------------------------------
+
+def test_every_layer_the_pytorch_translator_takes_translates_here():
+    pytest.importorskip("torch")
+    from prototxt_gen import pytorch
+    from prototxt_gen.onnx import CONVERTERS
+    assert set(CONVERTERS) == set(pytorch.CONVERTERS)
+
 
 def test_unsupported_layers_are_listed_up_front():
     net = read_prototxt(ZOO / "lenet.prototxt")

@@ -120,6 +120,17 @@ def test_layer_arithmetic_matches_numpy_reference():
     assert type(model.pool_ceil_pad).__name__ == "AvgPool2d"
 
 
+def test_fork_and_rare_layers_match_numpy_reference():
+    """SSD's Normalize, ShuffleChannel, ReLU6, ArgMax (on an axis, over each item, values),
+    Parameter, Split, Silence, Sigmoid, TanH."""
+    net = random_weights(read_prototxt(DATA / "fork_layers.prototxt"))
+    model = to_torch(net)
+    xs = [torch.from_numpy(x) for x in inputs_for(net, seed=4)]
+    with torch.no_grad():
+        checked = check_layers(model, net, xs)
+    assert set(checked) == {layer.name for layer in net.layers}
+
+
 # -- Caffe's execution order and in-place layers ------------------------------------------------------
 
 def in_place_net():
