@@ -222,6 +222,18 @@ def softmax(layer, x):
     return [e / e.sum(axis, keepdims=True)]
 
 
+@ref("InnerProduct")
+def inner_product(layer, x):
+    # inner_product_layer.cpp: the axes from `axis` on flattened; weights (num_output, K), or
+    # (K, num_output) with transpose.
+    ip = layer.param.inner_product_param
+    axis = ip.axis % x.ndim
+    flat = x.reshape(x.shape[:axis] + (-1,)).astype(np.float64)
+    w = np.asarray(layer.blobs[0], np.float64)
+    y = flat @ (w if ip.transpose else w.T)
+    return [y + np.asarray(layer.blobs[1], np.float64) if ip.bias_term else y]
+
+
 @ref("Sigmoid")
 def sigmoid(layer, x):
     return [1 / (1 + np.exp(-x.astype(np.float64)))]
