@@ -244,6 +244,7 @@ def translate(net: Net, *, opset: int = DEFAULT_OPSET, fuse: bool = False,
     graph = _Graph(opset, set(names.values()) | net.blob_names())
     current = {name: name for name, _ in inputs}
     values: dict[str, list[str]] = {}
+    problems: list[str] = []
     merged_into: dict[int, int] = {j: i for i, j in pairs.items()}
     for i, s in enumerate(shapes):
         layer = s.layer
@@ -262,9 +263,8 @@ def translate(net: Net, *, opset: int = DEFAULT_OPSET, fuse: bool = False,
         else:
             try:
                 CONVERTERS[layer.type](b)
-            except Unsupported as exc:
-                raise NetError(f"cannot convert to ONNX: layer '{layer.name}' ({layer.type}: "
-                               f"{exc})") from None
+            except Unsupported as exc:  # the others are translated on, to report them all
+                problems.append(f"'{layer.name}' ({layer.type}: {exc})")
         tops = [b.aliases.get(k, y[k]) for k in range(len(layer.top))]
         for name, value in zip(layer.top, tops):
             current[name] = value
@@ -272,6 +272,8 @@ def translate(net: Net, *, opset: int = DEFAULT_OPSET, fuse: bool = False,
         if target is not None:
             values[net.layers[target].name] = tops
 
+    if problems:
+        raise untranslatable("ONNX", "prototxt_gen.onnx.converter", [], problems)
     if every:
         out_values = list(dict.fromkeys(v for vs in values.values() for v in vs
                                         if v not in input_names))
@@ -819,6 +821,7 @@ def _rename_last(b: LayerBuilder, value: str) -> None:
         b.alias(0, value)
     else:
         last.output[0] = b.y[0]
+        last.name = b.graph.fresh_node(b.name)
 
 
 @converter("Exp")

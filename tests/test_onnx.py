@@ -190,7 +190,8 @@ def test_model_declares_opset_ir_producer_and_names(opset):
     net = random_weights(read_prototxt(ZOO / "bvlc_googlenet.prototxt"))
     model = to_onnx(net, opset=opset)
     assert [(o.domain, o.version) for o in model.opset_import] == [("", opset)]
-    assert model.ir_version == IR_VERSION[opset]
+    assert model.ir_version == IR_VERSION[opset] == onnx.helper.find_min_ir_version_for(
+        model.opset_import)
     assert model.producer_name == "prototxt-gen"
     onnx.checker.check_model(model, full_check=True)
     inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
@@ -352,6 +353,20 @@ def test_a_registered_converter_translates_a_fork_layer():
                               np.full((1, 3), 2.0, np.float32))
     finally:
         del CONVERTERS["DoubleIt"], shapes.RULES["DoubleIt"]
+
+
+def test_configurations_a_converter_refuses_are_all_listed():
+    net = Net("refused")
+    net.add_input("data", (1, 3, 8, 8))
+    for k in (1, 2):
+        net.add_layer("Pooling", f"pool{k}", "data", f"pool{k}",
+                      pooling_param=dict(pool="AVE", kernel_size=2, stride=5))
+    with pytest.raises(NetError) as err:
+        to_onnx(net)
+    reason = ("a pooling window lies wholly outside the input (Caffe divides by a size of "
+              "zero or less there)")
+    assert str(err.value) == (f"cannot convert to ONNX: 2 layer(s) cannot be translated: "
+                              f"'pool1' (Pooling: {reason}); 'pool2' (Pooling: {reason})")
 
 
 def test_opset_outside_the_range_is_refused():
