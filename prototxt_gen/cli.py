@@ -22,7 +22,9 @@ USAGE = f"""\
        {PROG} info NET [options]       analyze a network (and check its weights)
        {PROG} convert NET --to FORMAT -o OUT [options]
                                        translate a network (and its weights) to PyTorch
-                                       or ONNX"""
+                                       or ONNX
+       {PROG} render NET -o OUT.svg|png|pdf|dot [options]
+                                       draw a network (Graphviz)"""
 
 EXAMPLES = f"""\
 examples:
@@ -363,10 +365,67 @@ def _convert_onnx(net, args) -> None:
               "translation on random input: " + ", ".join(map(str, report)), file=sys.stderr)
 
 
+RENDER_EXAMPLES = f"""\
+examples:
+  {PROG} render deploy.prototxt -o net.svg
+      one node per layer (in-place layers listed in their producer's node), blob shapes on
+      the edges, colours by layer family
+  {PROG} render resnet152 -o r152.png --collapse
+      one node per residual unit / inception module (by layer-name prefix)
+  {PROG} render train_val.prototxt --phase TRAIN --rankdir LR -o train.pdf
+  {PROG} render deploy.prototxt -o net.dot
+      the DOT source; the only format that does not need Graphviz's dot program
+
+exit status: 0 success, 2 bad input or usage, 1 output could not be written (or dot is
+missing)"""
+
+
+def cmd_render(argv: Sequence[str]) -> int:
+    p = _Parser(prog=f"{PROG} render", epilog=RENDER_EXAMPLES,
+                formatter_class=argparse.RawDescriptionHelpFormatter,
+                description="Draw a Caffe network the way Netscope did, with Graphviz.")
+    p.add_argument("net", metavar="NET",
+                   help="a prototxt file (any Caffe syntax), a .caffemodel, a TOML spec or a "
+                        "built-in model")
+    p.add_argument("-o", "--output", required=True, metavar="OUT",
+                   help="the file to write; its extension gives the format")
+    p.add_argument("--format", choices=("svg", "png", "pdf", "dot"),
+                   help="the format, whatever the extension")
+    p.add_argument("--rankdir", choices=("TB", "LR"), type=str.upper, default="TB",
+                   help="top to bottom (default) or left to right")
+    p.add_argument("--collapse", nargs="?", const=True, default=False, metavar="REGEX",
+                   help="one node per block: by the name's first '/' component or MSRA's "
+                        "ResNet unit names, or by REGEX's first group")
+    _net_options(p)
+    args = p.parse_args(argv)
+    if isinstance(args.collapse, str):
+        import re
+        try:
+            if re.compile(args.collapse).groups < 1:
+                raise PrototxtGenError(f"--collapse {args.collapse!r}: the expression needs a "
+                                       "group, (...), naming the block")
+        except re.error as exc:
+            raise PrototxtGenError(f"--collapse {args.collapse!r}: {exc}") from None
+    try:
+        import graphviz  # noqa: F401
+    except ImportError:
+        raise PrototxtGenError("render needs the graphviz package: pip install "
+                               "'prototxt-gen[render]'") from None
+    net = _load_for(args)
+    from .errors import NetError
+    from .render import render
+    try:
+        render(net, args.output, fmt=args.format, rankdir=args.rankdir, collapse=args.collapse)
+    except NetError as exc:
+        raise NetError(f"{args.net}: {exc}") from None
+    return 0
+
+
 COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "list": cmd_list,
     "info": cmd_info,
     "convert": cmd_convert,
+    "render": cmd_render,
 }
 
 

@@ -1,0 +1,315 @@
+"""Netscope-style pictures of a network through Graphviz: a top-to-bottom DAG with one node per
+layer, in-place layers (BatchNorm, Scale, ReLU...) merged into the node of the layer whose output
+they rewrite, colours by layer family with a legend, the key parameters in each node and the blob
+shapes on the edges. With `collapse`, one node per block (residual unit, inception module),
+chosen by layer-name prefix.
+
+Building the DOT text needs only the `graphviz` Python package; turning it into SVG, PNG or PDF
+needs Graphviz's `dot` program.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+
+from .errors import OutputError, PrototxtGenError
+from .net import Layer, Net, net_inputs
+from .shapes import LayerShapes, infer, spatial
+
+# family: (fill colour, layer types). Netscope's palette, extended to every type we know.
+FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "convolution": ("#8ec7ee", ("Convolution", "Deconvolution")),
+    "pooling": ("#f6b26b", ("Pooling", "SPP")),
+    "inner product": ("#b4a7d6", ("InnerProduct", "Embed")),
+    "normalization": ("#b6d7a8", ("BatchNorm", "Scale", "Bias", "LRN", "MVN", "Normalize")),
+    "activation": ("#ea9999", ("ReLU", "PReLU", "ReLU6", "Sigmoid", "TanH", "ELU", "AbsVal",
+                               "BNLL", "Power", "Exp", "Log", "Threshold", "Clip", "Swish",
+                               "Dropout")),
+    "elementwise / concat": ("#ffe599", ("Eltwise", "Concat", "Slice", "Split", "Axpy",
+                                         "Flatten", "Reshape", "Crop", "Permute", "Tile",
+                                         "ShuffleChannel", "Reduction", "Silence")),
+    "data": ("#cccccc", ("Input", "Data", "ImageData", "WindowData", "HDF5Data", "MemoryData",
+                         "DummyData", "AnnotatedData", "Python", "Parameter")),
+    "loss / output": ("#d5a6bd", ("Softmax", "SoftmaxWithLoss", "EuclideanLoss",
+                                  "SigmoidCrossEntropyLoss", "HingeLoss", "InfogainLoss",
+                                  "MultinomialLogisticLoss", "ContrastiveLoss", "Accuracy",
+                                  "ArgMax")),
+}
+OTHER = ("other", "#ffffff")
+_FAMILY_OF = {t: name for name, (_, types) in FAMILIES.items() for t in types}
+FORMATS = ("svg", "png", "pdf", "dot")
+
+
+def family(layer_type: str) -> tuple[str, str]:
+    """(family name, colour) of a layer type."""
+    name = _FAMILY_OF.get(layer_type)
+    return (name, FAMILIES[name][0]) if name else OTHER
+
+
+@dataclass
+class Node:
+    id: str
+    name: str
+    type: str
+    params: list[str] = field(default_factory=list)     # key parameters, one per line
+    merged: list[tuple[str, str]] = field(default_factory=list)  # in-place (name, type)
+    layers: list[str] = field(default_factory=list)     # every Caffe layer it stands for
+    block: bool = False                                  # a collapsed block of layers
+
+    @property
+    def family(self) -> tuple[str, str]:
+        return family(self.type)
+
+
+@dataclass
+class Edge:
+    src: str
+    dst: str
+    blob: str
+    shape: tuple[int, ...]
+
+
+@dataclass
+class Picture:
+    """The graph as drawn: nodes and edges (between node ids)."""
+    name: str
+    nodes: list[Node]
+    edges: list[Edge]
+
+
+def picture(net: Net, collapse: bool | str = False) -> Picture:
+    """The drawn graph of `net`. collapse=True groups layers into blocks by name (see
+    block_of); a string is a regular expression whose first group names a layer's block."""
+    shapes = infer(net)
+    nodes: dict[str, Node] = {}
+    edges: list[Edge] = []
+    producer: dict[str, str] = {}  # blob -> node holding its current value
+    for name, shape in net_inputs(net):
+        if any(layer.type == "Input" and name in layer.top for layer in net.layers):
+            continue
+        nodes[_id("input", name)] = Node(_id("input", name), name, "Input",
+                                         [_dims(shape)], layers=[])
+        producer[name] = _id("input", name)
+    for s in shapes:
+        layer = s.layer
+        if layer.in_place and layer.bottom[0] in producer:
+            node = nodes[producer[layer.bottom[0]]]
+            node.merged.append((layer.name, layer.type))
+            node.layers.append(layer.name)
+            continue
+        node = Node(_id("layer", layer.name), layer.name, layer.type, key_params(layer, s),
+                    layers=[layer.name])
+        if layer.type == "Input":
+            node.params = [_dims(t) for t in s.tops]
+        nodes[node.id] = node
+        for blob, shape in zip(layer.bottom, s.bottoms):
+            if blob in producer:
+                edges.append(Edge(producer[blob], node.id, blob, tuple(shape)))
+        for blob in layer.top:
+            producer[blob] = node.id
+    pic = Picture(net.name, list(nodes.values()), edges)
+    if collapse:
+        pic = _collapse(pic, collapse if isinstance(collapse, str) else None)
+    return pic
+
+
+def _id(kind: str, name: str) -> str:
+    return f"{kind}:{name}"
+
+
+_RESNET = re.compile(r"^(?:res|bn|scale)(\d+[a-z]+\d*)(?:_|$)")
+
+
+def block_of(layer_name: str, pattern: str | None = None) -> str | None:
+    """The block a layer belongs to, or None: with `pattern`, its first group; else the
+    name's first path component ("inception_3a/1x1" -> "inception_3a") or, for MSRA's ResNet
+    names, the unit ("res2a_branch2a", "bn2a_branch1", "res2a_relu" -> "res2a")."""
+    if pattern is not None:
+        m = re.search(pattern, layer_name)
+        return m.group(1) if m and m.groups() and m.group(1) else None
+    if "/" in layer_name:
+        return layer_name.split("/", 1)[0]
+    m = _RESNET.match(layer_name)
+    return f"res{m.group(1)}" if m else None
+
+
+def _collapse(pic: Picture, pattern: str | None) -> Picture:
+    def block(node: Node) -> str | None:
+        blocks = {block_of(name, pattern) for name in node.layers} - {None}
+        return next(iter(blocks)) if len(blocks) == 1 and node.layers else None
+
+    size: dict[str, int] = {}
+    for node in pic.nodes:
+        size[block(node)] = size.get(block(node), 0) + 1
+    nodes: dict[str, Node] = {}
+    where: dict[str, str] = {}
+    for node in pic.nodes:
+        key = block(node)
+        if key is None or size[key] == 1:  # a block of one node stays that node
+            nodes[node.id] = node
+            where[node.id] = node.id
+            continue
+        bid = _id("block", key)
+        if bid not in nodes:
+            nodes[bid] = Node(bid, key, "", layers=[], block=True)
+        nodes[bid].layers += node.layers
+        where[node.id] = bid
+    for node in nodes.values():
+        if not node.block:
+            continue
+        members = [orig for orig in pic.nodes if where[orig.id] == node.id]
+        types: dict[str, int] = {}
+        for orig in members:
+            types[orig.type] = types.get(orig.type, 0) + 1
+        in_place = sum(len(orig.merged) for orig in members)
+        # Coloured as its most frequent layer type (a residual unit: convolution).
+        node.type = max(types, key=lambda t: (t != "Split", types[t]))
+        node.params = [f"block of {len(node.layers)} layers",
+                       ", ".join(f"{n} {t}" for t, n in sorted(types.items(),
+                                                             key=lambda kv: -kv[1]))
+                       + (f" + {in_place} in place" if in_place else "")]
+    edges, seen = [], set()
+    for e in pic.edges:
+        src, dst = where[e.src], where[e.dst]
+        if src == dst or (src, dst, e.blob) in seen:
+            continue
+        seen.add((src, dst, e.blob))
+        edges.append(Edge(src, dst, e.blob, e.shape))
+    return Picture(pic.name, list(nodes.values()), edges)
+
+
+def key_params(layer: Layer, s: LayerShapes) -> list[str]:
+    """What Netscope shows inside a node: kernel/stride/pad/group and the output count."""
+    p = layer.param
+    t = layer.type
+    if t in ("Convolution", "Deconvolution"):
+        cp = p.convolution_param
+        n = len(s.bottoms[0]) - 2 if s.bottoms else 2
+        kernel = spatial(cp, n, "kernel_size", "kernel_h", "kernel_w", 1)
+        stride = spatial(cp, n, "stride", "stride_h", "stride_w", 1)
+        pad = spatial(cp, n, "pad", "pad_h", "pad_w", 0)
+        out = [f"{'×'.join(map(str, kernel))}, /{_same(stride)}"
+               + (f", pad {_same(pad)}" if any(pad) else ""), f"{cp.num_output} outputs"]
+        if cp.group != 1:
+            out.append(f"group {cp.group}")
+        dilation = list(cp.dilation) or [1]
+        if any(d != 1 for d in dilation):
+            out.append(f"dilation {_same(dilation)}")
+        return out
+    if t == "Pooling":
+        pp = p.pooling_param
+        kind = pp.PoolMethod.Name(pp.pool)
+        if pp.global_pooling:
+            return [f"{kind}, global"]
+        kernel = spatial(pp, 2, "kernel_size", "kernel_h", "kernel_w", 1)
+        stride = spatial(pp, 2, "stride", "stride_h", "stride_w", 1)
+        pad = spatial(pp, 2, "pad", "pad_h", "pad_w", 0)
+        return [f"{kind} {'×'.join(map(str, kernel))}, /{_same(stride)}"
+                + (f", pad {_same(pad)}" if any(pad) else "")]
+    if t == "InnerProduct":
+        return [f"{p.inner_product_param.num_output} outputs"]
+    if t == "Eltwise":
+        ep = p.eltwise_param
+        op = ep.EltwiseOp.Name(ep.operation)
+        return [op + (f", coeff {', '.join(f'{c:g}' for c in ep.coeff)}" if ep.coeff else "")]
+    if t == "LRN":
+        return [f"size {p.lrn_param.local_size}"]
+    if t == "Dropout":
+        return [f"ratio {p.dropout_param.dropout_ratio:g}"]
+    return []
+
+
+def _same(values) -> str:
+    values = list(values)
+    return str(values[0]) if len(set(values)) == 1 else "×".join(map(str, values))
+
+
+def _dims(shape) -> str:
+    """A blob's shape as Netscope labels it: without the batch (256×56×56)."""
+    shape = tuple(shape)
+    shown = shape[1:] if len(shape) >= 2 else shape
+    return "×".join(map(str, shown)) if shown else "scalar"
+
+
+# -- DOT ------------------------------------------------------------------------------------------
+
+def to_dot(net: Net, *, rankdir: str = "TB", collapse: bool | str = False) -> str:
+    """The Graphviz DOT source of the picture (no `dot` program needed)."""
+    import graphviz
+    pic = picture(net, collapse)
+    g = graphviz.Digraph(pic.name or "net", graph_attr={
+        "rankdir": rankdir, "fontname": "Helvetica", "nodesep": "0.25", "ranksep": "0.35",
+        "label": pic.name, "labelloc": "t"},
+        node_attr={"shape": "box", "style": "rounded,filled", "fontname": "Helvetica",
+                   "fontsize": "11", "penwidth": "0.8"},
+        edge_attr={"fontname": "Helvetica", "fontsize": "9", "color": "#555555",
+                   "arrowsize": "0.6"})
+    used: dict[str, str] = {}
+    # DOT ids are plain (n0, n1...: Caffe names may hold ':' which DOT reads as a port); the
+    # SVG element of each node gets our id (`input:data`, `layer:conv1`, `block:res2a`).
+    dot_id = {node.id: f"n{k}" for k, node in enumerate(pic.nodes)}
+    for node in pic.nodes:
+        fam, colour = node.family
+        used[fam] = colour
+        lines = [node.name] + ([] if node.block else [node.type]) + node.params
+        lines += [f"{name} ({t})" for name, t in node.merged]
+        g.node(dot_id[node.id], "\n".join(lines), fillcolor=colour, tooltip=_tooltip(node),
+               id=node.id, **{"class": _css(fam)})
+    for e in pic.edges:
+        g.edge(dot_id[e.src], dot_id[e.dst], label=_dims(e.shape),
+               tooltip=f"{e.blob}: {_dims(e.shape)}")
+    with g.subgraph(name="cluster_legend") as legend:
+        legend.attr(label="legend", fontsize="10", style="rounded", color="#999999")
+        order = [f for f in list(FAMILIES) + [OTHER[0]] if f in used]
+        for k, fam in enumerate(order):
+            legend.node(f"legend{k}", fam, fillcolor=used[fam], fontsize="9",
+                        id=f"legend:{fam}", **{"class": "legend"})
+        for k in range(len(order) - 1):
+            legend.edge(f"legend{k}", f"legend{k + 1}", style="invis")
+    return g.source
+
+
+def _css(name: str) -> str:
+    return re.sub(r"[^a-z]+", "-", name)
+
+
+def _tooltip(node: Node) -> str:
+    if node.block:
+        return f"{node.name}: " + ", ".join(node.layers)
+    return "; ".join([f"{node.name} ({node.type})"] + node.params
+                     + [f"{name} ({t})" for name, t in node.merged])
+
+
+def render(net: Net, path: str | os.PathLike, *, fmt: str | None = None,
+           rankdir: str = "TB", collapse: bool | str = False) -> str:
+    """Write the picture to `path` as svg, png, pdf or dot (from the extension unless `fmt`
+    says); returns the format. Only dot output works without Graphviz's `dot` program."""
+    from .fileio import atomic_write
+    fmt = (fmt or os.path.splitext(os.fspath(path))[1].lstrip(".")).lower()
+    if fmt not in FORMATS:
+        raise PrototxtGenError(f"{path}: cannot tell the format from the name; give --format "
+                               f"({', '.join(FORMATS)})")
+    source = to_dot(net, rankdir=rankdir, collapse=collapse)
+    if fmt == "dot":
+        atomic_write(path, source)
+        return fmt
+    try:
+        data = dot_pipe(source, fmt)
+    except OutputError as exc:
+        raise OutputError(f"{path}: {exc}") from None
+    atomic_write(path, data)
+    return fmt
+
+
+def dot_pipe(source: str, fmt: str) -> bytes:
+    """Run Graphviz's dot on DOT source."""
+    import graphviz
+    try:
+        return graphviz.Source(source).pipe(format=fmt)
+    except graphviz.ExecutableNotFound:
+        raise OutputError(f"rendering {fmt} needs Graphviz's dot program (Debian/Ubuntu: "
+                          "apt-get install graphviz); .dot output works without it") from None
+    except graphviz.CalledProcessError as exc:
+        first = (exc.stderr or b"").decode(errors="replace").strip().splitlines()
+        raise OutputError(f"dot failed: {first[0] if first else exc}") from None

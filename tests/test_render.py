@@ -1,0 +1,157 @@
+"""Netscope-style pictures: every zoo network renders to an SVG (through Graphviz's dot) with one
+node per layer that is not merged in place, edges labelled with the shapes shape inference gives,
+and node colours that follow the legend."""
+import os
+import shutil
+import sys
+import xml.etree.ElementTree as ET
+
+import pytest
+
+graphviz = pytest.importorskip("graphviz")
+
+from prototxt_gen import generate
+from prototxt_gen.reader import read_prototxt
+from prototxt_gen.render import FAMILIES, OTHER, block_of, picture, render, to_dot
+from prototxt_gen.shapes import infer
+
+from conftest import DATA, ZOO, assert_error, run_cli
+
+SVG = "{http://www.w3.org/2000/svg}"
+# .ci/run installs Graphviz; elsewhere, without it, the tests that run dot are skipped.
+needs_dot = pytest.mark.skipif(shutil.which("dot") is None and not os.environ.get("CI"),
+                               reason="Graphviz's dot is not installed (apt-get install graphviz)")
+ZOO_FILES = sorted(p.name for p in ZOO.glob("*.prototxt"))
+COLOUR = {t: colour for _, (colour, types) in FAMILIES.items() for t in types}
+
+
+def svg_of(net, tmp_path, **kwargs):
+    path = tmp_path / "net.svg"
+    render(net, path, **kwargs)
+    return ET.parse(path).getroot()
+
+
+def nodes_and_edges(root):
+    groups = list(root.iter(f"{SVG}g"))
+    nodes = {g.get("id"): g for g in groups if "node" in (g.get("class") or "").split()}
+    edges = [g for g in groups if g.get("class") == "edge"]
+    return nodes, edges
+
+
+def expected(net):
+    """Computed here from the net: the layers that get their own node (not in place on a blob
+    some node holds), and the shape on each edge into them (batch left out)."""
+    held = {b.name for b in net.inputs}
+    own, labels = [], []
+    for s in infer(net):
+        layer = s.layer
+        if layer.in_place and layer.bottom[0] in held:
+            continue
+        own.append(layer)
+        labels += ["×".join(map(str, shape[1:] if len(shape) >= 2 else shape))
+                   for b, shape in zip(layer.bottom, s.bottoms) if b in held]
+        held.update(layer.top)
+    return own, labels
+
+
+@needs_dot
+@pytest.mark.parametrize("name", ZOO_FILES)
+def test_zoo_renders_one_node_per_layer_with_shapes_and_colours(tmp_path, name):
+    net = read_prototxt(ZOO / name)
+    root = svg_of(net, tmp_path)
+    nodes, edges = nodes_and_edges(root)
+    own, labels = expected(net)
+    declared = [b.name for b in net.inputs]
+    assert sorted(nodes) == sorted([f"layer:{layer.name}" for layer in own]
+                                   + [f"input:{b}" for b in declared]
+                                   + [f"legend:{f}" for f in _families(own, declared)])
+    got = sorted(e.find(f"{SVG}text").text for e in edges if e.find(f"{SVG}text") is not None)
+    assert got == sorted(labels)
+    legend = {node_id.split(":", 1)[1]: _fill(g) for node_id, g in nodes.items()
+              if node_id.startswith("legend:")}
+    for layer in own:
+        g = nodes[f"layer:{layer.name}"]
+        fam = next((f for f, (_, types) in FAMILIES.items() if layer.type in types), OTHER[0])
+        assert _fill(g) == legend[fam] == COLOUR.get(layer.type, OTHER[1]), layer.name
+        assert fam.replace(" / ", "-").replace(" ", "-") in g.get("class")
+
+
+def _families(own, declared):
+    fams = {next((f for f, (_, types) in FAMILIES.items() if layer.type in types), OTHER[0])
+            for layer in own}
+    return fams | ({"data"} if declared else set())
+
+
+def _fill(g):
+    shape = g.find(f".//{SVG}path")
+    shape = shape if shape is not None else g.find(f".//{SVG}polygon")
+    return shape.get("fill")
+
+
+def test_in_place_layers_are_listed_in_their_producer():
+    net = generate("resnet50")
+    pic = picture(net)
+    conv1 = next(n for n in pic.nodes if n.id == "layer:conv1")
+    assert conv1.merged == [("bn_conv1", "BatchNorm"), ("scale_conv1", "Scale"),
+                            ("conv1_relu", "ReLU")]
+    assert conv1.params == ["7×7, /2, pad 3", "64 outputs"]
+    # 1 input + 53 convolutions + 16 Eltwise + 2 pools + fc + softmax; BN/Scale/ReLU merged.
+    assert len(pic.nodes) == 74
+    dot = to_dot(net)
+    assert '"bn_conv1 (BatchNorm)' not in dot and "bn_conv1 (BatchNorm)" in dot
+
+
+@needs_dot
+def test_collapse_draws_one_node_per_block(tmp_path):
+    net = generate("resnet152")
+    pic = picture(net, collapse=True)
+    blocks = [n for n in pic.nodes if n.block]
+    assert len(blocks) == 3 + 8 + 36 + 3
+    res2a = next(n for n in blocks if n.name == "res2a")
+    assert res2a.params == ["block of 16 layers", "4 Convolution, 1 Eltwise + 11 in place"]
+    # Block to block, the edges carry the shapes between units.
+    edge = next(e for e in pic.edges if e.src == "block:res2a" and e.dst == "block:res2b")
+    assert edge.shape == (1, 256, 56, 56)
+    assert block_of("inception_3a/1x1") == "inception_3a"
+    assert block_of("bn4b22_branch2a") == "res4b22" and block_of("conv1") is None
+    custom = picture(net, collapse=r"^(?:res|bn|scale)(\d)")  # one node per stage
+    assert sorted(n.name for n in custom.nodes if n.block) == ["2", "3", "4", "5"]
+    root = svg_of(net, tmp_path, collapse=True, rankdir="LR")
+    nodes, _ = nodes_and_edges(root)
+    assert "block:res4b22" in nodes
+
+
+@needs_dot
+def test_formats_and_the_dot_program(tmp_path):
+    net = read_prototxt(ZOO / "lenet.prototxt")
+    for fmt, magic in (("png", b"\x89PNG"), ("pdf", b"%PDF"), ("svg", b"<?xml")):
+        render(net, tmp_path / f"lenet.{fmt}")
+        assert (tmp_path / f"lenet.{fmt}").read_bytes().startswith(magic)
+    render(net, tmp_path / "lenet.picture", fmt="svg")
+    assert (tmp_path / "lenet.picture").read_bytes().startswith(b"<?xml")
+    # Without dot on the PATH: .dot still works, other formats fail with a hint.
+    env = dict(os.environ, PATH=os.path.dirname(sys.executable))
+    r = run_cli("render", ZOO / "lenet.prototxt", "-o", tmp_path / "l.dot", env=env)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "l.dot").read_text().startswith("digraph")
+    assert_error(run_cli("render", ZOO / "lenet.prototxt", "-o", tmp_path / "l2.svg", env=env),
+                 f"{tmp_path / 'l2.svg'}: rendering svg needs Graphviz's dot program "
+                 "(Debian/Ubuntu: apt-get install graphviz); .dot output works without it",
+                 code=1)
+    assert not (tmp_path / "l2.svg").exists()
+
+
+@needs_dot
+def test_cli_render(tmp_path):
+    r = run_cli("render", "resnet50", "-o", tmp_path / "r50.svg", "--collapse")
+    assert (r.returncode, r.stdout, r.stderr) == (0, "", "")
+    assert b"block:res5c" in (tmp_path / "r50.svg").read_bytes()
+    r = run_cli("render", DATA / "shapes_zoo.prototxt", "-o", tmp_path / "z.dot",
+                "--rankdir", "LR")
+    assert r.returncode == 0 and "rankdir=LR" in (tmp_path / "z.dot").read_text()
+    assert_error(run_cli("render", "resnet50", "-o", tmp_path / "r50.txt"),
+                 f"{tmp_path / 'r50.txt'}: cannot tell the format from the name; give "
+                 "--format (svg, png, pdf, dot)")
+    assert_error(run_cli("render", "resnet50", "-o", tmp_path / "r.svg", "--collapse", "res"),
+                 "--collapse 'res': the expression needs a group, (...), naming the block")
+    assert not list(tmp_path.glob("r*.txt")) and not (tmp_path / "r.svg").exists()
