@@ -23,7 +23,7 @@ USAGE = f"""\
        {PROG} convert NET --to FORMAT -o OUT [options]
                                        translate a network (and its weights) to PyTorch
                                        or ONNX
-       {PROG} render NET -o OUT.svg|png|pdf|dot [options]
+       {PROG} render NET -o OUT.svg|png|pdf|dot|html [options]
                                        draw a network (Graphviz)"""
 
 EXAMPLES = f"""\
@@ -373,6 +373,9 @@ examples:
   {PROG} render resnet152 -o r152.png --collapse
       one node per residual unit / inception module (by layer-name prefix)
   {PROG} render train_val.prototxt --phase TRAIN --rankdir LR -o train.pdf
+  {PROG} render deploy.prototxt -o report.html
+      one self-contained page: the graph (hover a node for its parameters and shapes) and the
+      analysis table per layer and per block, sortable by any column
   {PROG} render deploy.prototxt -o net.dot
       the DOT source; the only format that does not need Graphviz's dot program
 
@@ -389,7 +392,7 @@ def cmd_render(argv: Sequence[str]) -> int:
                         "built-in model")
     p.add_argument("-o", "--output", required=True, metavar="OUT",
                    help="the file to write; its extension gives the format")
-    p.add_argument("--format", choices=("svg", "png", "pdf", "dot"),
+    p.add_argument("--format", choices=("svg", "png", "pdf", "dot", "html"),
                    help="the format, whatever the extension")
     p.add_argument("--rankdir", choices=("TB", "LR"), type=str.upper, default="TB",
                    help="top to bottom (default) or left to right")
@@ -406,11 +409,10 @@ def cmd_render(argv: Sequence[str]) -> int:
                                        "group, (...), naming the block")
         except re.error as exc:
             raise PrototxtGenError(f"--collapse {args.collapse!r}: {exc}") from None
-    try:
-        import graphviz  # noqa: F401
-    except ImportError:
+    import importlib.util
+    if importlib.util.find_spec("graphviz") is None:
         raise PrototxtGenError("render needs the graphviz package: pip install "
-                               "'prototxt-gen[render]'") from None
+                               "'prototxt-gen[render]'")
     net = _load_for(args)
     from .errors import NetError
     from .render import render

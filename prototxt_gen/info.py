@@ -78,16 +78,21 @@ class Analysis:
         return "\n".join(out) + "\n"
 
 
-def analyze(net: Net) -> Analysis:
+def analyze(net: Net, partial: bool = False) -> Analysis:
+    """The analysis; with partial=True, layers whose shapes cannot be known (after a Data
+    layer) get no output shape and count nothing, instead of stopping it."""
     rows = []
-    for s in infer(net):
+    for s in infer(net, partial=partial):
         layer = s.layer
         n = sum(math.prod(b) for b in s.blobs)
         bn = layer.type == "BatchNorm"
+        known = all(t is not None for t in s.tops)
         rows.append(LayerRow(
             layer.name, layer.type, list(layer.bottom), list(layer.top),
-            [list(t) for t in s.tops], 0 if bn else n, n if bn else 0, macs(s),
-            0 if layer.in_place else sum(math.prod(t) for t in s.tops) * BYTES_PER_VALUE,
+            [list(t) for t in s.tops] if known else [], 0 if bn else n, n if bn else 0,
+            macs(s) if known else 0,
+            0 if layer.in_place or not known
+            else sum(math.prod(t) for t in s.tops) * BYTES_PER_VALUE,
             layer.in_place))
     totals = {
         "layers": len(rows),

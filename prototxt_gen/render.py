@@ -38,7 +38,7 @@ FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 OTHER = ("other", "#ffffff")
 _FAMILY_OF = {t: name for name, (_, types) in FAMILIES.items() for t in types}
-FORMATS = ("svg", "png", "pdf", "dot")
+FORMATS = ("svg", "png", "pdf", "dot", "html")
 
 
 def family(layer_type: str) -> tuple[str, str]:
@@ -56,6 +56,7 @@ class Node:
     merged: list[tuple[str, str]] = field(default_factory=list)  # in-place (name, type)
     layers: list[str] = field(default_factory=list)     # every Caffe layer it stands for
     block: bool = False                                  # a collapsed block of layers
+    outputs: list[tuple[str, tuple | None]] = field(default_factory=list)  # (blob, shape)
 
     @property
     def family(self) -> tuple[str, str]:
@@ -67,7 +68,7 @@ class Edge:
     src: str
     dst: str
     blob: str
-    shape: tuple[int, ...]
+    shape: tuple[int, ...] | None  # None where shape inference cannot know it (Data layers)
 
 
 @dataclass
@@ -81,7 +82,7 @@ class Picture:
 def picture(net: Net, collapse: bool | str = False) -> Picture:
     """The drawn graph of `net`. collapse=True groups layers into blocks by name (see
     block_of); a string is a regular expression whose first group names a layer's block."""
-    shapes = infer(net)
+    shapes = infer(net, partial=True)
     nodes: dict[str, Node] = {}
     edges: list[Edge] = []
     producer: dict[str, str] = {}  # blob -> node holding its current value
@@ -102,10 +103,12 @@ def picture(net: Net, collapse: bool | str = False) -> Picture:
                     layers=[layer.name])
         if layer.type == "Input":
             node.params = [_dims(t) for t in s.tops]
+        node.outputs = [(t, shape) for t, shape in zip(layer.top, s.tops)]
         nodes[node.id] = node
         for blob, shape in zip(layer.bottom, s.bottoms):
             if blob in producer:
-                edges.append(Edge(producer[blob], node.id, blob, tuple(shape)))
+                edges.append(Edge(producer[blob], node.id, blob,
+                                  None if shape is None else tuple(shape)))
         for blob in layer.top:
             producer[blob] = node.id
     pic = Picture(net.name, list(nodes.values()), edges)
@@ -185,7 +188,7 @@ def key_params(layer: Layer, s: LayerShapes) -> list[str]:
     t = layer.type
     if t in ("Convolution", "Deconvolution"):
         cp = p.convolution_param
-        n = len(s.bottoms[0]) - 2 if s.bottoms else 2
+        n = len(s.bottoms[0]) - 2 if s.bottoms and s.bottoms[0] else 2
         kernel = spatial(cp, n, "kernel_size", "kernel_h", "kernel_w", 1)
         stride = spatial(cp, n, "stride", "stride_h", "stride_w", 1)
         pad = spatial(cp, n, "pad", "pad_h", "pad_w", 0)
@@ -226,7 +229,9 @@ def _same(values) -> str:
 
 
 def _dims(shape) -> str:
-    """A blob's shape as Netscope labels it: without the batch (256×56×56)."""
+    """A blob's shape as Netscope labels it: without the batch (256×56×56); "" if unknown."""
+    if shape is None:
+        return ""
     shape = tuple(shape)
     shown = shape[1:] if len(shape) >= 2 else shape
     return "×".join(map(str, shown)) if shown else "scalar"
@@ -258,7 +263,7 @@ def to_dot(net: Net, *, rankdir: str = "TB", collapse: bool | str = False) -> st
                id=node.id, **{"class": _css(fam)})
     for e in pic.edges:
         g.edge(dot_id[e.src], dot_id[e.dst], label=_dims(e.shape),
-               tooltip=f"{e.blob}: {_dims(e.shape)}")
+               tooltip=f"{e.blob}: {_dims(e.shape) or 'shape unknown'}")
     with g.subgraph(name="cluster_legend") as legend:
         legend.attr(label="legend", fontsize="10", style="rounded", color="#999999")
         order = [f for f in list(FAMILIES) + [OTHER[0]] if f in used]
@@ -278,18 +283,28 @@ def _tooltip(node: Node) -> str:
     if node.block:
         return f"{node.name}: " + ", ".join(node.layers)
     return "; ".join([f"{node.name} ({node.type})"] + node.params
-                     + [f"{name} ({t})" for name, t in node.merged])
+                     + [f"{name} ({t})" for name, t in node.merged]
+                     + [f"→ {blob} {_dims(shape) or '?'}" for blob, shape in node.outputs])
 
 
 def render(net: Net, path: str | os.PathLike, *, fmt: str | None = None,
            rankdir: str = "TB", collapse: bool | str = False) -> str:
-    """Write the picture to `path` as svg, png, pdf or dot (from the extension unless `fmt`
-    says); returns the format. Only dot output works without Graphviz's `dot` program."""
+    """Write the picture to `path` as svg, png, pdf, dot or html (the report: graph and
+    sortable analysis table, see report.py), from the extension unless `fmt` says; returns
+    the format. Only dot output works without Graphviz's `dot` program."""
     from .fileio import atomic_write
     fmt = (fmt or os.path.splitext(os.fspath(path))[1].lstrip(".")).lower()
     if fmt not in FORMATS:
         raise PrototxtGenError(f"{path}: cannot tell the format from the name; give --format "
                                f"({', '.join(FORMATS)})")
+    if fmt == "html":
+        from .report import report_html
+        try:
+            page = report_html(net, rankdir=rankdir, collapse=collapse)
+        except OutputError as exc:
+            raise OutputError(f"{path}: {exc}") from None
+        atomic_write(path, page)
+        return fmt
     source = to_dot(net, rankdir=rankdir, collapse=collapse)
     if fmt == "dot":
         atomic_write(path, source)

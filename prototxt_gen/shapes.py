@@ -51,30 +51,40 @@ class LayerShapes:
     blobs: list[Shape]  # weight blobs, in Caffe's order
 
 
-def infer(net: Net) -> list[LayerShapes]:
-    """Shapes of every layer's bottoms, tops and weight blobs, in execution order."""
-    blobs: dict[str, Shape] = {i.name: tuple(i.shape) for i in net.inputs}
+def infer(net: Net, partial: bool = False) -> list[LayerShapes]:
+    """Shapes of every layer's bottoms, tops and weight blobs, in execution order. With
+    partial=True nothing raises: a shape that cannot be known (a Data layer's tops, a layer
+    without a rule, and everything computed from them) is None, and the layer has no blobs."""
+    blobs: dict[str, Shape | None] = {i.name: tuple(i.shape) for i in net.inputs}
     result = []
     for layer in net.layers:
         where = f"layer '{layer.name}' ({layer.type})"
-        bottoms = []
-        for b in layer.bottom:
-            if b not in blobs:
-                raise NetError(f"{where}: bottom '{b}' is not produced by any earlier layer "
-                               "or input")
-            bottoms.append(blobs[b])
-        fn = RULES.get(layer.type)
-        if fn is None:
-            raise NetError(f"{where}: no shape rule for layer type '{layer.type}' (a fork's "
-                           "layer? register one with prototxt_gen.shapes.rule)")
         try:
-            tops, weights = fn(layer, bottoms)
-        except ShapeMismatch as exc:
-            shapes = ", ".join(_fmt(s) for s in bottoms)
-            raise NetError(f"{where}: {exc} (input {shapes or 'none'})") from None
-        if len(tops) < len(layer.top):
-            raise NetError(f"{where}: has {len(layer.top)} tops, the layer type produces "
-                           f"{len(tops)}")
+            bottoms = []
+            for b in layer.bottom:
+                if b not in blobs:
+                    raise NetError(f"{where}: bottom '{b}' is not produced by any earlier "
+                                   "layer or input")
+                bottoms.append(blobs[b])
+            if any(b is None for b in bottoms):
+                raise NetError(f"{where}: an input's shape is unknown")
+            fn = RULES.get(layer.type)
+            if fn is None:
+                raise NetError(f"{where}: no shape rule for layer type '{layer.type}' (a "
+                               "fork's layer? register one with prototxt_gen.shapes.rule)")
+            try:
+                tops, weights = fn(layer, bottoms)
+            except ShapeMismatch as exc:
+                shapes = ", ".join(_fmt(s) for s in bottoms)
+                raise NetError(f"{where}: {exc} (input {shapes or 'none'})") from None
+            if len(tops) < len(layer.top):
+                raise NetError(f"{where}: has {len(layer.top)} tops, the layer type produces "
+                               f"{len(tops)}")
+        except NetError:
+            if not partial:
+                raise
+            bottoms = [blobs.get(b) for b in layer.bottom]
+            tops, weights = [None] * len(layer.top), []
         for name, shape in zip(layer.top, tops):
             blobs[name] = shape
         result.append(LayerShapes(layer, bottoms, tops[:len(layer.top)], weights))

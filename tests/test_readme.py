@@ -87,3 +87,8 @@ def test_pytorch_example_runs(tmp_path, monkeypatch):
 def test_onnx_example_runs(tmp_path, monkeypatch):
     assert run_translation_example("to_onnx", tmp_path, monkeypatch) == \
         "['data'] ['res2a', 'prob'] (2, 1000) ['conv1@scale_conv1']\n"
+
+
+def test_pictures_it_shows_exist():
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", README)
+    assert images and all((ROOT / image).is_file() for image in images)

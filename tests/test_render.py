@@ -2,7 +2,9 @@
 node per layer that is not merged in place, edges labelled with the shapes shape inference gives,
 and node colours that follow the legend."""
 import os
+import re
 import shutil
+import subprocess
 import sys
 import xml.etree.ElementTree as ET
 
@@ -21,6 +23,9 @@ SVG = "{http://www.w3.org/2000/svg}"
 # .ci/run installs Graphviz; elsewhere, without it, the tests that run dot are skipped.
 needs_dot = pytest.mark.skipif(shutil.which("dot") is None and not os.environ.get("CI"),
                                reason="Graphviz's dot is not installed (apt-get install graphviz)")
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+needs_chromium = pytest.mark.skipif(CHROMIUM is None and not os.environ.get("CI"),
+                                    reason="Chromium is not installed (apt-get install chromium)")
 ZOO_FILES = sorted(p.name for p in ZOO.glob("*.prototxt"))
 COLOUR = {t: colour for _, (colour, types) in FAMILIES.items() for t in types}
 
@@ -151,7 +156,70 @@ def test_cli_render(tmp_path):
     assert r.returncode == 0 and "rankdir=LR" in (tmp_path / "z.dot").read_text()
     assert_error(run_cli("render", "resnet50", "-o", tmp_path / "r50.txt"),
                  f"{tmp_path / 'r50.txt'}: cannot tell the format from the name; give "
-                 "--format (svg, png, pdf, dot)")
+                 "--format (svg, png, pdf, dot, html)")
     assert_error(run_cli("render", "resnet50", "-o", tmp_path / "r.svg", "--collapse", "res"),
                  "--collapse 'res': the expression needs a group, (...), naming the block")
     assert not list(tmp_path.glob("r*.txt")) and not (tmp_path / "r.svg").exists()
+
+
+@needs_dot
+def test_train_val_renders_each_phase(tmp_path):
+    """A train_val file: Data layers have no known shapes (their edges go unlabelled), and
+    the phase picks the layers."""
+    path = DATA / "lenet_train_val.prototxt"
+    for phase, has_accuracy in (("TRAIN", False), ("TEST", True)):
+        out = tmp_path / f"{phase}.svg"
+        r = run_cli("render", path, "--phase", phase, "-o", out)
+        assert r.returncode == 0, r.stderr
+        nodes, edges = nodes_and_edges(ET.parse(out).getroot())
+        assert ("layer:accuracy" in nodes) == has_accuracy
+        assert {"layer:mnist", "layer:conv1", "layer:ip2", "layer:loss"} <= set(nodes)
+        labels = [e.find(f"{SVG}text") for e in edges]
+        assert all(label is None for label in labels)  # every shape follows the Data layer
+
+
+def dump_dom(page, fragment=""):
+    """The page's DOM after its scripts ran, from headless Chromium."""
+    r = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
+                        "--dump-dom", page.as_uri() + fragment],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def table_rows(dom, table_id):
+    table = re.search(rf'<table id="{table_id}".*?</table>', dom, re.S).group(0)
+    body = re.search(r"<tbody>(.*?)</tbody>", table, re.S).group(1)
+    return [re.findall(r'<td(?: data-v="(-?\d+)")?>(.*?)</td>', row)
+            for row in re.findall(r"<tr>(.*?)</tr>", body, re.S)]
+
+
+@needs_dot
+@needs_chromium
+def test_html_report_in_headless_chromium(tmp_path):
+    """The report is one file that needs nothing else; in a browser its scripts run, the graph
+    and both tables are there, and sorting by a column orders the rows."""
+    from prototxt_gen.info import analyze
+    net = generate("resnet50")
+    page = tmp_path / "r50.html"
+    render(net, page, collapse=True)
+    text = page.read_text()
+    assert not re.findall(r"""(?:src|href)\s*=\s*["'](?!#)""", text)  # nothing to fetch
+    dom = dump_dom(page, "#sort=layers:macs:desc")
+    assert 'data-ready="1"' in dom
+    assert len(re.findall(r'<g id="(?:input|layer|block):[^"]*" class="node ', dom)) == 22
+    rows = table_rows(dom, "layers")
+    layers = analyze(net).layers
+    assert len(rows) == len(layers) == 228
+    macs = [int(r[5][0]) for r in rows]
+    assert macs == sorted((r.macs for r in layers), reverse=True)
+    assert rows[0][0][1] == "conv1"  # 118,013,952 MACs: the largest
+    assert '<th data-key="macs" data-kind="num" class="desc">' in dom
+    dom = dump_dom(page, "#sort=blocks:params:asc")
+    blocks = table_rows(dom, "blocks")
+    assert len(blocks) == 16
+    params = [int(r[2][0]) for r in blocks]
+    assert params == sorted(params) and params[0] < params[-1]
+    assert blocks[-1][0][1].startswith("res5")  # the widest units hold the most weights
+    # Unsorted, the layers come in execution order.
+    assert table_rows(dump_dom(page), "layers")[0][0][1] == "conv1"
