@@ -150,9 +150,7 @@ def cmd_info(argv: Sequence[str]) -> int:
     p = _Parser(prog=f"{PROG} info", epilog=INFO_EXAMPLES,
                 formatter_class=argparse.RawDescriptionHelpFormatter,
                 description="Analyze a Caffe network: what Netscope's analyzer showed.")
-    p.add_argument("net", metavar="NET",
-                   help="a prototxt file (any Caffe syntax), a .caffemodel, a TOML spec or a "
-                        "built-in model")
+    _net_argument(p)
     p.add_argument("--weights", metavar="W.caffemodel", help="check these weights against the net")
     p.add_argument("--format", choices=("table", "json"), default="table")
     _net_options(p)
@@ -180,6 +178,12 @@ def cmd_info(argv: Sequence[str]) -> int:
         raise PrototxtGenError(report.mismatched[0]
                                + (f" (and {more} more layer(s))" if more else ""))
     return 0
+
+
+def _net_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("net", metavar="NET",
+                   help="a prototxt file (any Caffe syntax), a .caffemodel, a TOML spec or a "
+                        "built-in model")
 
 
 def _net_options(p: argparse.ArgumentParser) -> None:
@@ -253,9 +257,7 @@ def cmd_convert(argv: Sequence[str]) -> int:
                 formatter_class=argparse.RawDescriptionHelpFormatter,
                 description="Translate a Caffe network, with its weights, to PyTorch or "
                             "ONNX, or PyTorch weights back to a .caffemodel.")
-    p.add_argument("net", metavar="NET",
-                   help="a prototxt file (any Caffe syntax), a .caffemodel, a TOML spec or a "
-                        "built-in model")
+    _net_argument(p)
     p.add_argument("--to", required=True, choices=FORMATS,
                    help="pytorch: a torch.export program (.pt2); python: a standalone .py "
                         "module + its state_dict (.pth); onnx: an ONNX model; caffemodel: "
@@ -387,9 +389,7 @@ def cmd_render(argv: Sequence[str]) -> int:
     p = _Parser(prog=f"{PROG} render", epilog=RENDER_EXAMPLES,
                 formatter_class=argparse.RawDescriptionHelpFormatter,
                 description="Draw a Caffe network the way Netscope did, with Graphviz.")
-    p.add_argument("net", metavar="NET",
-                   help="a prototxt file (any Caffe syntax), a .caffemodel, a TOML spec or a "
-                        "built-in model")
+    _net_argument(p)
     p.add_argument("-o", "--output", required=True, metavar="OUT",
                    help="the file to write; its extension gives the format")
     p.add_argument("--format", choices=("svg", "png", "pdf", "dot", "html"),
