@@ -57,6 +57,7 @@ class Node:
     layers: list[str] = field(default_factory=list)     # every Caffe layer it stands for
     block: bool = False                                  # a collapsed block of layers
     outputs: list[tuple[str, tuple | None]] = field(default_factory=list)  # (blob, shape)
+    members: list["Node"] = field(default_factory=list)  # a block's layer nodes
 
     @property
     def family(self) -> tuple[str, str]:
@@ -161,7 +162,7 @@ def _collapse(pic: Picture, pattern: str | None) -> Picture:
     for node in nodes.values():
         if not node.block:
             continue
-        members = [orig for orig in pic.nodes if where[orig.id] == node.id]
+        members = node.members = [orig for orig in pic.nodes if where[orig.id] == node.id]
         types: dict[str, int] = {}
         for orig in members:
             types[orig.type] = types.get(orig.type, 0) + 1
@@ -280,8 +281,11 @@ def _css(name: str) -> str:
 
 
 def _tooltip(node: Node) -> str:
+    """What hovering a node shows: every layer it stands for, with its parameters, the
+    in-place layers after it and its output shapes; one line each."""
     if node.block:
-        return f"{node.name}: " + ", ".join(node.layers)
+        return "\n".join([f"{node.name}: {node.params[0]}"]
+                         + [_tooltip(member) for member in node.members])
     return "; ".join([f"{node.name} ({node.type})"] + node.params
                      + [f"{name} ({t})" for name, t in node.merged]
                      + [f"→ {blob} {_dims(shape) or '?'}" for blob, shape in node.outputs])

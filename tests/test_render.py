@@ -74,8 +74,14 @@ def test_zoo_renders_one_node_per_layer_with_shapes_and_colours(tmp_path, name):
     assert got == sorted(labels)
     legend = {node_id.split(":", 1)[1]: _fill(g) for node_id, g in nodes.items()
               if node_id.startswith("legend:")}
+    shapes = {s.layer.name: s.tops for s in infer(net)}
     for layer in own:
         g = nodes[f"layer:{layer.name}"]
+        tooltip = g.find(f".//{SVG}a").get("{http://www.w3.org/1999/xlink}title")
+        assert tooltip.startswith(f"{layer.name} ({layer.type})")
+        for top, shape in zip(layer.top, shapes[layer.name]):
+            assert f"→ {top} {'×'.join(map(str, shape[1:] if len(shape) >= 2 else shape))}" \
+                in tooltip, layer.name
         fam = next((f for f, (_, types) in FAMILIES.items() if layer.type in types), OTHER[0])
         assert _fill(g) == legend[fam] == COLOUR.get(layer.type, OTHER[1]), layer.name
         assert fam.replace(" / ", "-").replace(" ", "-") in g.get("class")
@@ -215,6 +221,11 @@ def test_html_report_in_headless_chromium(tmp_path):
     assert macs == sorted((r.macs for r in layers), reverse=True)
     assert rows[0][0][1] == "conv1"  # 118,013,952 MACs: the largest
     assert '<th data-key="macs" data-kind="num" class="desc">' in dom
+    # Hovering a block shows each of its layers: parameters, in-place layers, output shapes.
+    tip = re.search(r'<g id="a_block:res2a"><a xlink:title="([^"]*)"', dom).group(1)
+    assert ("res2a_branch2b (Convolution); 3×3, /1, pad 1; 64 outputs; bn2a_branch2b "
+            "(BatchNorm); scale2a_branch2b (Scale); res2a_branch2b_relu (ReLU); → "
+            "res2a_branch2b 64×56×56") in tip
     dom = dump_dom(page, "#sort=blocks:params:asc")
     blocks = table_rows(dom, "blocks")
     assert len(blocks) == 16
