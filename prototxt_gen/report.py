@@ -17,8 +17,8 @@ _COLUMNS = [("name", "layer", "text"), ("type", "type", "text"), ("block", "bloc
             ("output", "output", "text"), ("params", "params", "num"), ("macs", "MACs", "num"),
             ("memory", "memory", "num")]
 _BLOCK_COLUMNS = [("name", "block", "text"), ("layers", "layers", "num"),
-                  ("params", "params", "num"), ("macs", "MACs", "num"),
-                  ("memory", "memory", "num")]
+                  ("output", "output", "text"), ("params", "params", "num"),
+                  ("macs", "MACs", "num"), ("memory", "memory", "num")]
 
 
 def report_html(net: Net, *, rankdir: str = "TB", collapse: bool | str = False) -> str:
@@ -31,13 +31,14 @@ def report_html(net: Net, *, rankdir: str = "TB", collapse: bool | str = False) 
     for r in analysis.layers:
         block = block_of(r.name, pattern) or ""
         params = r.params + r.batchnorm
+        output = ", ".join("×".join(map(str, s)) for s in r.output_shapes) or "?"
         rows.append({"name": r.name + (" *" if r.in_place else ""), "type": r.type,
-                     "block": block,
-                     "output": ", ".join("×".join(map(str, s)) for s in r.output_shapes) or "?",
+                     "block": block, "output": output,
                      "params": params, "macs": r.macs, "memory": r.memory})
         if block:
             b = blocks.setdefault(block, {"name": block, "layers": 0, "params": 0, "macs": 0,
                                           "memory": 0})
+            b["output"] = output  # the block's last layer's
             b["layers"] += 1
             b["params"] += params
             b["macs"] += r.macs
@@ -53,7 +54,11 @@ def report_html(net: Net, *, rankdir: str = "TB", collapse: bool | str = False) 
                          ["total", f"{t['layers']} layers", "", "",
                           _int(t["params"] + t["batchnorm"]), _int(t["macs"]),
                           _bytes(t["memory"])])
-    block_table = _table("blocks", _BLOCK_COLUMNS, list(blocks.values()), None) \
+    in_blocks = [sum(b[k] for b in blocks.values()) for k in ("layers", "params", "macs",
+                                                               "memory")]
+    block_table = _table("blocks", _BLOCK_COLUMNS, list(blocks.values()),
+                         [f"{len(blocks)} blocks", _int(in_blocks[0]), "", _int(in_blocks[1]),
+                          _int(in_blocks[2]), _bytes(in_blocks[3])]) \
         if blocks else "<p>No blocks: no layer names share a block prefix.</p>"
     notes = "".join(f"<li>{html.escape(w)}</li>" for w in analysis.notes + analysis.warnings)
     return _PAGE.format(title=title, summary=html.escape(summary), svg=svg,

@@ -229,8 +229,9 @@ def test_html_report_in_headless_chromium(tmp_path):
     dom = dump_dom(page, "#sort=blocks:params:asc")
     blocks = table_rows(dom, "blocks")
     assert len(blocks) == 16
-    params = [int(r[2][0]) for r in blocks]
+    params = [int(r[3][0]) for r in blocks]
     assert params == sorted(params) and params[0] < params[-1]
     assert blocks[-1][0][1].startswith("res5")  # the widest units hold the most weights
+    assert {r[0][1]: r[2][1] for r in blocks}["res4f"] == "1×1024×14×14"  # a block's output
     # Unsorted, the layers come in execution order.
     assert table_rows(dump_dom(page), "layers")[0][0][1] == "conv1"
