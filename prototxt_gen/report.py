@@ -2,8 +2,9 @@
 node giving the layer's parameters and output shapes) and the analysis table of `info`, per
 layer and per block, sortable by any column. One file, no network access needed to open it.
 
-The page sorts a table when its header is clicked; `#sort=TABLE:COLUMN:asc|desc` in the address
-sorts on load (TABLE is `layers` or `blocks`), which is also how the tests drive it.
+The page sorts a table when its header is clicked (again: the other way); `#sort=TABLE:COLUMN:
+asc|desc` in the address clicks that header on load (TABLE is `layers` or `blocks`), which is
+how the tests drive the page in a browser.
 """
 from __future__ import annotations
 
@@ -126,8 +127,11 @@ document.querySelectorAll('table.sortable th').forEach(function (th) {
     sortTable(th.closest('table'), th.dataset.key, th.className === 'asc' ? 'desc' : 'asc');
   });
 });
+// #sort=TABLE:COLUMN:DIR clicks the column's header as a reader would: once for ascending,
+// twice for descending.
 const m = /sort=(\\w+):(\\w+):(asc|desc)/.exec(location.hash);
-if (m && document.getElementById(m[1])) sortTable(document.getElementById(m[1]), m[2], m[3]);
+const th = m && document.querySelector('#' + m[1] + ' th[data-key="' + m[2] + '"]');
+if (th) { th.click(); if (m[3] === 'desc') th.click(); }
 document.body.dataset.ready = '1';
 """
 
