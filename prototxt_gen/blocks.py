@@ -97,9 +97,13 @@ def register(table: dict[str, Kind], name: str, doc: str, **keys: Key):
     pool_kernel=positive_int(3),
     pool_stride=positive_int(2),
     pool_pad=non_negative_int(0),
+    pool_round=choice("ceil", "floor", default="ceil",
+                      doc='"ceil": Caffe\'s default; "floor": torchvision\'s (with pool_pad 1, '
+                          '112 -> 56 with windows centred as torchvision has them)'),
 )
 def resnet_stem(b: Builder, bottom: str, channels: int, kernel: int, stride: int, pad: int,
-                bias: bool, pool: str, pool_kernel: int, pool_stride: int, pool_pad: int) -> str:
+                bias: bool, pool: str, pool_kernel: int, pool_stride: int, pool_pad: int,
+                pool_round: str) -> str:
     conv = b.naming("stem_conv")
     names = {"conv": conv, "bn": b.naming("stem_bn", conv=conv),
              "scale": b.naming("stem_scale", conv=conv),
@@ -112,6 +116,8 @@ def resnet_stem(b: Builder, bottom: str, channels: int, kernel: int, stride: int
     pooling = {"kernel_size": pool_kernel, "stride": pool_stride, "pool": pool.upper()}
     if pool_pad:
         pooling["pad"] = pool_pad
+    if pool_round == "floor":
+        pooling["round_mode"] = "FLOOR"
     b.net.add_layer("Pooling", name, top, pooling_param=pooling)
     return name
 

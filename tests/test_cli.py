@@ -18,7 +18,8 @@ def test_list_shows_every_template_with_a_description():
     assert result.returncode == 0
     lines = result.stdout.splitlines()
     assert [l.split()[0] for l in lines] == ["resnet18", "resnet34", "resnet50", "resnet101",
-                                            "resnet152"]
+                                            "resnet152", "resnext50_32x4d", "resnext101_32x8d",
+                                            "wide_resnet50_2", "wide_resnet101_2"]
     assert all(len(l.split(None, 1)) == 2 for l in lines)
     assert "original MSRA Caffe release" in lines[2]
 

@@ -1,0 +1,117 @@
+"""Model families beyond the 2016 release: ResNeXt and Wide ResNet in torchvision's layout.
+Each generates, reads back, shape-infers, and runs forward on the CPU through the PyTorch and
+ONNX translators (which agree); parameter counts are torchvision's."""
+import collections
+
+import numpy as np
+import pytest
+
+from prototxt_gen import generate
+from prototxt_gen.caffe_pb2 import PoolingParameter
+from prototxt_gen.reader import read_prototxt
+from prototxt_gen.shapes import conv_geometry, count_params, infer, spatial
+
+from conftest import ZOO
+from weights import random_weights
+
+# torchvision.models' parameter counts (weights + biases + BatchNorm's affine parameters).
+FAMILIES = {
+    "resnext50_32x4d": 25_028_904,
+    "resnext101_32x8d": 88_791_336,
+    "wide_resnet50_2": 68_883_240,
+    "wide_resnet101_2": 126_886_696,
+}
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_parameter_counts_are_torchvisions(name):
+    assert count_params(infer(generate(name))).learnable == FAMILIES[name]
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_family_reads_back_and_runs_in_both_translators(tmp_path, name):
+    torch = pytest.importorskip("torch")
+    ort = pytest.importorskip("onnxruntime")
+    from prototxt_gen.onnx import to_onnx
+    from prototxt_gen.pytorch import to_torch
+    net = generate(name, input_shape=(2, 3, 64, 64))  # small: the weights are what is large
+    path = tmp_path / f"{name}.prototxt"
+    path.write_text(net.to_prototxt())
+    back = read_prototxt(path)
+    assert [(l.name, l.type) for l in back.layers] == [(l.name, l.type) for l in net.layers]
+    assert [s.tops for s in infer(back)] == [s.tops for s in infer(net)]
+    random_weights(back)
+    x = np.random.default_rng(0).standard_normal((2, 3, 64, 64)).astype(np.float32)
+    with torch.no_grad():
+        ref = to_torch(back)(torch.from_numpy(x)).numpy()
+    session = ort.InferenceSession(to_onnx(back).SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {"data": x})
+    assert ref.shape == got.shape == (2, 1000)
+    assert np.abs(got - ref).max() <= 1e-4 * max(1.0, float(np.abs(ref).max()))
+    assert np.allclose(ref.sum(1), 1, atol=1e-5)  # softmax
+
+
+def structure(net, sum_order=True):
+    """The net's dataflow as a multiset of values, names aside: each value is identified by
+    the layer type and geometry that computed it, its shape, its weight shapes and (by their
+    identities) its inputs -- so two nets agree exactly when their graphs and shapes do,
+    whatever the names and the order the layers are written in. With sum_order=False the
+    inputs of a plain Eltwise SUM count as a set."""
+    current = {b.name: ("input", tuple(b.shape)) for b in net.inputs}
+    values = collections.Counter()
+    for s in infer(net):
+        layer = s.layer
+        sig = (layer.type, tuple(map(tuple, s.tops)), tuple(map(tuple, s.blobs)),
+               geometry(layer, s))
+        inputs = tuple(current[b] for b in layer.bottom)
+        ep = layer.param.eltwise_param
+        if not sum_order and layer.type == "Eltwise" and ep.operation == ep.SUM and \
+                not ep.coeff:
+            inputs = tuple(sorted(inputs, key=repr))
+        for k, top in enumerate(layer.top):
+            current[top] = hash((sig, inputs, k))
+            values[current[top]] += 1
+    return values
+
+
+def geometry(layer, s):
+    p = layer.param
+    if layer.type == "Convolution":
+        return tuple(tuple(v) if isinstance(v, list) else v
+                     for v in conv_geometry(p.convolution_param, s.bottoms[0]))
+    if layer.type == "Pooling":
+        pp = p.pooling_param
+        if pp.global_pooling:
+            return (pp.pool, "global")
+        return (pp.pool, pp.round_mode,
+                tuple(spatial(pp, 2, "kernel_size", "kernel_h", "kernel_w", None)),
+                tuple(spatial(pp, 2, "stride", "stride_h", "stride_w", 1)),
+                tuple(spatial(pp, 2, "pad", "pad_h", "pad_w", 0)))
+    if layer.type == "BatchNorm":
+        return (p.batch_norm_param.use_global_stats, p.batch_norm_param.eps)
+    if layer.type == "Scale":
+        return (p.scale_param.axis, p.scale_param.num_axes, p.scale_param.bias_term)
+    if layer.type == "Eltwise":
+        return (p.eltwise_param.operation, tuple(p.eltwise_param.coeff))
+    return ()
+
+
+def test_resnext50_matches_the_zoos_resnext50_layer_for_layer():
+    """soeaver's ResNeXt-50 (a Caffe release of the same network) and ours: the same graph,
+    shapes, weight shapes, convolution and pooling geometry (torchvision's floor-rounded max
+    pool with pad 1 included), whatever the names and the order the branches are written in;
+    one Eltwise lists its two inputs the other way round (documented below)."""
+    ours = generate("resnext50_32x4d")
+    theirs = read_prototxt(ZOO / "soeaver_resnext50-32x4d.prototxt")
+    assert len(ours.layers) == len(theirs.layers) == 228
+    assert structure(ours, sum_order=False) == structure(theirs, sum_order=False)
+    # The one difference: soeaver's resx8 (our res4a) adds [residual, shortcut] where every
+    # other unit, theirs and ours, adds [shortcut, residual]. A sum of two values does not
+    # depend on their order (IEEE addition is commutative), so the nets compute the same.
+    swapped = [l.name for l in theirs.layers if l.type == "Eltwise"
+               and l.bottom[0].endswith("_conv3")]
+    assert swapped == ["resx8_elewise"]
+    assert structure(ours) != structure(theirs)
+    pool1 = ours.layer("pool1").param.pooling_param
+    assert (pool1.pad, pool1.round_mode) == (1, PoolingParameter.FLOOR)
