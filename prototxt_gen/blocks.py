@@ -48,6 +48,26 @@ class Builder:
                 layer.text_order = TOP_FIRST
         return top
 
+    def conv(self, bottom: str, name: str, num_output: int, kernel: int, stride: int = 1,
+             pad: int = 0) -> str:
+        """A plain convolution with a bias (no BatchNorm after it)."""
+        conv = {"num_output": num_output, "kernel_size": kernel, "pad": pad, "stride": stride}
+        self.net.add_layer("Convolution", name, bottom, convolution_param=conv)
+        return name
+
+    def norm_relu(self, bottom: str, scope: str, unit: str = "", branch: str = "",
+                  top: str | None = None) -> str:
+        """BatchNorm + Scale + ReLU named after `scope` (the "conv" of the naming templates):
+        into `top` (then in place), or in place on `bottom`."""
+        top = top or bottom
+        self.net.add_layer("BatchNorm", self.naming("bn", unit=unit, branch=branch, conv=scope),
+                           bottom, top, batch_norm_param={"use_global_stats": True})
+        self.net.add_layer("Scale", self.naming("scale", unit=unit, branch=branch, conv=scope),
+                           top, top, scale_param={"bias_term": True})
+        self.net.add_layer("ReLU", self.naming("relu", unit=unit, branch=branch, conv=scope),
+                           top, top)
+        return top
+
     def unit_names(self, unit: str, branch: str) -> dict[str, str]:
         conv = self.naming("conv", unit=unit, branch=branch)
         return {"conv": conv,
@@ -93,6 +113,8 @@ def register(table: dict[str, Kind], name: str, doc: str, **keys: Key):
     stride=positive_int(2),
     pad=non_negative_int(3),
     bias=boolean(False, "the conv has a bias (the ResNet-50 release's conv1 does)"),
+    norm=boolean(True, "BatchNorm + Scale + ReLU after the conv (false: ResNet v2's root, a "
+                       "plain conv with a bias)"),
     pool=choice("max", "ave", "none", default="max"),
     pool_kernel=positive_int(3),
     pool_stride=positive_int(2),
@@ -102,13 +124,16 @@ def register(table: dict[str, Kind], name: str, doc: str, **keys: Key):
                           '112 -> 56 with windows centred as torchvision has them)'),
 )
 def resnet_stem(b: Builder, bottom: str, channels: int, kernel: int, stride: int, pad: int,
-                bias: bool, pool: str, pool_kernel: int, pool_stride: int, pool_pad: int,
-                pool_round: str) -> str:
+                bias: bool, norm: bool, pool: str, pool_kernel: int, pool_stride: int,
+                pool_pad: int, pool_round: str) -> str:
     conv = b.naming("stem_conv")
-    names = {"conv": conv, "bn": b.naming("stem_bn", conv=conv),
-             "scale": b.naming("stem_scale", conv=conv),
-             "relu": b.naming("relu", unit="", branch="", conv=conv)}
-    top = b.conv_bn(bottom, names, channels, kernel, stride, pad, bias=bias)
+    if norm:
+        names = {"conv": conv, "bn": b.naming("stem_bn", conv=conv),
+                 "scale": b.naming("stem_scale", conv=conv),
+                 "relu": b.naming("relu", unit="", branch="", conv=conv)}
+        top = b.conv_bn(bottom, names, channels, kernel, stride, pad, bias=bias)
+    else:
+        top = b.conv(bottom, conv, channels, kernel, stride, pad)
     b.channels = channels
     if pool == "none":
         return top
@@ -177,6 +202,38 @@ def bottleneck(b: Builder, unit: str, bottom: str, first: bool, width: int, chan
     return b.residual_add(unit, short, x)
 
 
+@register(
+    BLOCKS, "preact_bottleneck",
+    "pre-activation bottleneck (ResNet v2, TF-slim's bottleneck_v2): BN-ReLU first; the "
+    "shortcut is the input (subsampled) or a 1x1 conv on the pre-activated input",
+    width=positive_int(doc="channels of the inner 1x1 and 3x3 convs"),
+    channels=positive_int(doc="output channels"),
+    stride=positive_int(1),
+    dilation=positive_int(1),
+)
+def preact_bottleneck(b: Builder, unit: str, bottom: str, first: bool, width: int,
+                      channels: int, stride: int, dilation: int) -> str:
+    scope = b.naming("conv", unit=unit, branch="preact")
+    preact = b.norm_relu(bottom, scope, unit, "preact", top=scope)
+    name = b.naming("conv", unit=unit, branch="shortcut")
+    if b.channels == channels:
+        short = bottom
+        if stride != 1:  # slim's subsample: a 1x1 max pool; FLOOR gives TF's SAME size
+            b.net.add_layer("Pooling", name, bottom, pooling_param={
+                "pool": "MAX", "kernel_size": 1, "stride": stride, "round_mode": "FLOOR"})
+            short = name
+    else:
+        short = b.conv(preact, name, channels, 1, stride)
+    x = b.conv_bn(preact, b.unit_names(unit, "conv1"), width, 1)
+    # conv2d_same: TF pads a strided 3x3 by 1 on each side, as Caffe's pad does.
+    x = b.conv_bn(x, b.unit_names(unit, "conv2"), width, 3, stride, dilation, dilation)
+    x = b.conv(x, b.naming("conv", unit=unit, branch="conv3"), channels, 1)
+    b.channels = channels
+    top = b.naming("add", unit=unit)
+    b.net.add_layer("Eltwise", top, [short, x])
+    return top
+
+
 # -- heads ----------------------------------------------------------------------------------------
 
 @register(
@@ -188,10 +245,13 @@ def bottleneck(b: Builder, unit: str, bottom: str, first: bool, width: int, chan
     pool_stride=positive_int(1),
     num_classes=positive_int(1000),
     softmax=boolean(True),
+    postnorm=boolean(False, "BatchNorm + Scale + ReLU first (pre-activation nets: ResNet v2)"),
 )
 def classifier(b: Builder, bottom: str, last_stage: int, pool: str, pool_kernel, pool_stride: int,
-               num_classes: int, softmax: bool) -> str:
+               num_classes: int, softmax: bool, postnorm: bool) -> str:
     x = bottom
+    if postnorm:
+        x = b.norm_relu(x, "postnorm", top="postnorm")
     if pool != "none":
         name = b.naming("head_pool", stage=last_stage)
         params: dict = {}

@@ -35,10 +35,11 @@ def generate(spec: Spec | str | Path, input_shape: Sequence[int] | None = None,
     stage_no = spec.first_stage
     for stage_no, stage in enumerate(spec.stages, start=spec.first_stage):
         build = BLOCKS[stage.block].build
+        strided = 0 if stage.stride_unit == "first" else stage.units - 1
         for k in range(stage.units):
             params = dict(stage.params)
-            if k and "stride" in params:
-                params["stride"] = 1  # only a stage's first unit changes resolution
+            if k != strided and "stride" in params:
+                params["stride"] = 1  # one unit of a stage changes resolution
             x = build(b, spec.naming.unit_id(stage_no, k, stage.suffix), x, k == 0, **params)
     HEADS[spec.head.kind].build(b, x, last_stage=stage_no, **head)
     infer(net)

@@ -2,7 +2,9 @@
 
 The "kaiming" scheme reproduces the 2016 ResNet release (conv1, bn_conv1, res2a_branch2a,
 bn2a_branch2a, scale2a_branch2a, res2a_branch2a_relu, res2a, res2a_relu, pool5, fc1000, prob).
-A spec picks a scheme and may override single templates in its [naming] table.
+The "slim" scheme uses TF-slim's scopes (block1/unit_1/bottleneck_v2/conv1, .../conv1/BatchNorm,
+postnorm, logits). A spec picks a scheme and may override single templates in its [naming]
+table.
 """
 from __future__ import annotations
 
@@ -44,6 +46,23 @@ SCHEMES = {
         "fc": "fc{num_classes}",
         "prob": "prob",
     },
+    # TF-slim's variable scopes (resnet_v2: block1/unit_1/bottleneck_v2/conv1/BatchNorm...),
+    # without the model's own prefix, so that a checkpoint's variables map onto layers by name.
+    "slim": {
+        "stem_conv": "conv1",
+        "stem_bn": "{conv}/BatchNorm",
+        "stem_scale": "{conv}/BatchNorm/scale",
+        "stem_pool": "pool1",
+        "conv": "{unit}/bottleneck_v2/{branch}",
+        "bn": "{conv}/BatchNorm",
+        "scale": "{conv}/BatchNorm/scale",
+        "relu": "{conv}/Relu",
+        "add": "{unit}/bottleneck_v2/add",
+        "add_relu": "{unit}/bottleneck_v2/Relu",
+        "head_pool": "pool5",
+        "fc": "logits",
+        "prob": "predictions",
+    },
 }
 
 
@@ -57,9 +76,12 @@ class Naming:
     @staticmethod
     def unit_id(stage: int, index: int, suffix: str) -> str:
         """Block id within the net: stage number plus a letter ("3a", "3b", ...) or, for
-        suffix "numbered", "a" then "b1", "b2", ... as the 101/152 release names its long stages."""
+        suffix "numbered", "a" then "b1", "b2", ... as the 101/152 release names its long stages;
+        for "slim", TF-slim's scope ("block1/unit_1")."""
         if suffix == "numbered":
             return f"{stage}a" if index == 0 else f"{stage}b{index}"
+        if suffix == "slim":  # TF-slim's scopes
+            return f"block{stage}/unit_{index + 1}"
         return f"{stage}{string.ascii_lowercase[index]}"
 
 

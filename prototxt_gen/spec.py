@@ -6,8 +6,8 @@
     [output]  layout = "original" | "modern", input_style = "input_dim" | "input_shape" | "layer"
     [naming]  scheme = "kaiming", first_stage = 2, plus per-template overrides
     [stem]    kind = "resnet", then that kind's keys
-    [[stage]] block = "bottleneck", units = 3, suffix = "letters" | "numbered", then the
-              block's keys
+    [[stage]] block = "bottleneck", units = 3, suffix = "letters" | "numbered" | "slim",
+              stride_unit = "first" | "last", then the block's keys
     [head]    kind = "classifier", then that kind's keys
 
 Every table is checked against the keys its builder declares (blocks.py); a mistake stops with
@@ -47,6 +47,7 @@ class Stage:
     units: int
     suffix: str
     params: dict[str, Any]
+    stride_unit: str = "first"  # which unit takes the stage's stride: "first" or "last"
 
 
 @dataclass
@@ -134,14 +135,18 @@ def parse_spec(text: str, source: str = "<spec>") -> Spec:
         values = check_table(table, {
             "block": Key(lambda v: v, ""),
             "units": positive_int(),
-            "suffix": choice("letters", "numbered", default="letters"),
+            "suffix": choice("letters", "numbered", "slim", default="letters"),
+            "stride_unit": choice("first", "last", default="first",
+                                  doc='the unit that takes the stride: "first" (ResNet v1, '
+                                      'torchvision) or "last" (TF-slim\'s ResNet v2)'),
             **kind.keys}, source, path)
         units, suffix = values.pop("units"), values.pop("suffix")
+        stride_unit = values.pop("stride_unit")
         values.pop("block")
         if suffix == "letters" and units > len(string.ascii_lowercase):
             raise SpecError(f"{source}: {path}.units: {units} units cannot be named a-z; "
                             'use suffix = "numbered"')
-        stages.append(Stage(kind.name, units, suffix, values))
+        stages.append(Stage(kind.name, units, suffix, values, stride_unit))
 
     return Spec(source=source, name=top["name"], description=top["description"],
                 input_name=inp["name"], input_shape=inp["shape"], layout=out["layout"],

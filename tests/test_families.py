@@ -1,6 +1,7 @@
-"""Model families beyond the 2016 release: ResNeXt and Wide ResNet in torchvision's layout.
-Each generates, reads back, shape-infers, and runs forward on the CPU through the PyTorch and
-ONNX translators (which agree); parameter counts are torchvision's."""
+"""Model families beyond the 2016 release: ResNeXt and Wide ResNet in torchvision's layout,
+pre-activation ResNet v2 in TF-slim's. Each generates, reads back, shape-infers, and runs
+forward on the CPU through the PyTorch and ONNX translators (which agree); parameter counts are
+torchvision's, or for v2 what slim's definition adds up to."""
 import collections
 
 import numpy as np
@@ -23,19 +24,71 @@ FAMILIES = {
 }
 
 
+V2_UNITS = {"resnet50_v2": [3, 4, 6, 3], "resnet101_v2": [3, 4, 23, 3],
+            "resnet152_v2": [3, 8, 36, 3], "resnet200_v2": [3, 24, 36, 3]}
+
+
 @pytest.mark.parametrize("name", FAMILIES)
 def test_parameter_counts_are_torchvisions(name):
     assert count_params(infer(generate(name))).learnable == FAMILIES[name]
 
 
-@pytest.mark.parametrize("name", FAMILIES)
+def slim_v2_params(units):
+    """Learnable values of TF-slim's resnet_v2 (1000 classes), added up from its definition:
+    root conv with bias; per unit a pre-activation BatchNorm, a 1x1 conv shortcut with bias
+    where the depth changes, conv1 and conv2 with BatchNorm, conv3 with bias; postnorm; logits."""
+    total, c_in = 3 * 64 * 7 * 7 + 64, 64
+    for base, n in zip((64, 128, 256, 512), units):
+        depth = 4 * base
+        for _ in range(n):
+            total += 2 * c_in
+            if c_in != depth:
+                total += c_in * depth + depth
+            total += c_in * base + 2 * base + base * base * 9 + 2 * base + base * depth + depth
+            c_in = depth
+    return total + 2 * 2048 + 2048 * 1000 + 1000
+
+
+@pytest.mark.parametrize("name", V2_UNITS)
+def test_resnet_v2_is_slims_layout(name):
+    """Parameter count; stride on the last unit of blocks 1-3; every output shape what TF's
+    SAME arithmetic gives (ceil(size / stride) at each stride) at 224 and 299."""
+    net = generate(name)
+    assert count_params(infer(net)).learnable == slim_v2_params(V2_UNITS[name])
+    units = V2_UNITS[name]
+    for size in (224, 299):
+        shapes = {top: shape for s in infer(generate(name, (1, 3, size, size)))
+                  for top, shape in zip(s.layer.top, s.tops)}  # by blob
+        expect = -(-(-(-size // 2)) // 2)  # conv1 (conv2d_same /2), pool1 (SAME /2)
+        assert shapes["pool1"][2:] == (expect, expect)
+        for block, n in enumerate(units, start=1):
+            first = shapes[f"block{block}/unit_1/bottleneck_v2/add"]
+            assert first[2:] == (expect, expect)  # stride 1 on all but the last unit
+            if block < 4:
+                expect = -(-expect // 2)
+            last = shapes[f"block{block}/unit_{n}/bottleneck_v2/add"]
+            assert last[1:] == (256 * 2 ** (block - 1), expect, expect)
+        assert shapes["postnorm"] == (1, 2048, expect, expect)
+    layer = {l.name: l for l in net.layers}
+    # Same depth: the shortcut is the input, subsampled by a 1x1 max pool where strided.
+    pool = layer["block1/unit_3/bottleneck_v2/shortcut"]
+    assert pool.type == "Pooling" and list(pool.bottom) == ["block1/unit_2/bottleneck_v2/add"]
+    # Depth changes: a 1x1 conv on the pre-activated input.
+    conv = layer["block2/unit_1/bottleneck_v2/shortcut"]
+    assert conv.type == "Convolution" and list(conv.bottom) == ["block2/unit_1/bottleneck_v2/preact"]
+    assert layer["conv1"].param.convolution_param.bias_term  # the root: no BatchNorm
+    assert [l.type for l in net.layers[-6:]] == ["BatchNorm", "Scale", "ReLU", "Pooling",
+                                                 "InnerProduct", "Softmax"]
+
+
+@pytest.mark.parametrize("name", list(FAMILIES) + list(V2_UNITS))
 def test_family_reads_back_and_runs_in_both_translators(tmp_path, name):
     torch = pytest.importorskip("torch")
     ort = pytest.importorskip("onnxruntime")
     from prototxt_gen.onnx import to_onnx
     from prototxt_gen.pytorch import to_torch
     net = generate(name, input_shape=(2, 3, 64, 64))  # small: the weights are what is large
-    path = tmp_path / f"{name}.prototxt"
+    path = tmp_path / "net.prototxt"
     path.write_text(net.to_prototxt())
     back = read_prototxt(path)
     assert [(l.name, l.type) for l in back.layers] == [(l.name, l.type) for l in net.layers]

@@ -37,7 +37,8 @@ CASES = [
      "{f}: stage[2]: missing required key 'width' (a positive integer)"),
     ("unknown block kind",
      edit('block = "bottleneck"', 'block = "bottle"'),
-     '{f}: stage[0].block: unknown block kind "bottle" (known: basic, bottleneck)'),
+     '{f}: stage[0].block: unknown block kind "bottle" (known: basic, bottleneck, '
+     'preact_bottleneck)'),
     ("unknown stem kind",
      edit('kind = "resnet"', 'kind = "vgg"'),
      '{f}: stem.kind: unknown stem kind "vgg" (known: resnet)'),
