@@ -246,9 +246,12 @@ def preact_bottleneck(b: Builder, unit: str, bottom: str, first: bool, width: in
     num_classes=positive_int(1000),
     softmax=boolean(True),
     postnorm=boolean(False, "BatchNorm + Scale + ReLU first (pre-activation nets: ResNet v2)"),
+    logits=choice("fc", "conv", default="fc",
+                  doc='"fc": InnerProduct; "conv": a 1x1 convolution, for dense predictions '
+                      'without pooling (Softmax over the channels at every position)'),
 )
 def classifier(b: Builder, bottom: str, last_stage: int, pool: str, pool_kernel, pool_stride: int,
-               num_classes: int, softmax: bool, postnorm: bool) -> str:
+               num_classes: int, softmax: bool, postnorm: bool, logits: str) -> str:
     x = bottom
     if postnorm:
         x = b.norm_relu(x, "postnorm", top="postnorm")
@@ -268,7 +271,10 @@ def classifier(b: Builder, bottom: str, last_stage: int, pool: str, pool_kernel,
         b.net.add_layer("Pooling", name, x, pooling_param=params)
         x = name
     fc = b.naming("fc", num_classes=num_classes)
-    b.net.add_layer("InnerProduct", fc, x, inner_product_param={"num_output": num_classes})
+    if logits == "conv":
+        b.conv(x, fc, num_classes, 1)
+    else:
+        b.net.add_layer("InnerProduct", fc, x, inner_product_param={"num_output": num_classes})
     x = fc
     if softmax:
         x = b.net.add_layer("Softmax", b.naming("prob"), x).name

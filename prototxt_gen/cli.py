@@ -34,6 +34,8 @@ examples:
       batch 8, 448x448 input (pooling adapts), a 10-way classifier named fc10
   {PROG} resnet18 --layout modern
       BVLC's current layout: 2-space indent, an Input layer
+  {PROG} resnet101_v2 --output-stride 16 --features-only
+      a DeepLab-style backbone: res5/block4 dilated instead of strided, no classifier
   {PROG} --spec my_resnet.toml -o my_resnet.prototxt
       your own network; start from a file in templates/
 
@@ -82,6 +84,13 @@ def _generate_parser() -> argparse.ArgumentParser:
                    help="input blob shape (default: the spec's, 1,3,224,224 for ResNets)")
     p.add_argument("--num-classes", type=_positive, metavar="K",
                    help="classifier outputs (default: the spec's, 1000)")
+    p.add_argument("--output-stride", type=_positive, metavar="S",
+                   help="8, 16 or 32: the last feature map's stride; later strides become "
+                        "dilation (atrous, as TF-slim does it)")
+    p.add_argument("--no-global-pool", action="store_true",
+                   help="no pooling before the classifier: a 1x1 conv gives dense predictions")
+    p.add_argument("--features-only", action="store_true",
+                   help="no classifier: end with the last stage's features")
     p.add_argument("--input-style", choices=INPUT_STYLES,
                    help="how the input is declared: input_dim (input + 4 input_dim), "
                         "input_shape, or an Input layer (default: the layout's)")
@@ -100,7 +109,12 @@ def cmd_generate(argv: Sequence[str]) -> int:
     if not (args.spec or args.model):
         raise PrototxtGenError(f"no model given (try '{PROG} list' or '{PROG} --help')")
     spec = load_spec(args.spec) if args.spec else resolve_spec(args.model)
-    net = generate(spec, input_shape=args.input_shape, num_classes=args.num_classes)
+    if args.features_only and (args.no_global_pool or args.num_classes):
+        raise PrototxtGenError("--features-only has no classifier: leave out "
+                               + ("--no-global-pool" if args.no_global_pool else "--num-classes"))
+    net = generate(spec, input_shape=args.input_shape, num_classes=args.num_classes,
+                   output_stride=args.output_stride, global_pool=not args.no_global_pool,
+                   features_only=args.features_only)
     text = net.to_prototxt(args.layout or spec.layout,
                            args.input_style or (None if args.layout else spec.input_style))
     _emit(text, args.output)

@@ -12,10 +12,17 @@ from .spec import Spec, load_spec
 
 
 def generate(spec: Spec | str | Path, input_shape: Sequence[int] | None = None,
-             num_classes: int | None = None) -> Net:
+             num_classes: int | None = None, *, output_stride: int | None = None,
+             global_pool: bool = True, features_only: bool = False) -> Net:
     """Build the network a spec describes. `spec` is a Spec, a path to a TOML file or the name
     of a built-in template ("resnet50"). Shapes are checked on the way out, so an input too small
-    for the network fails here, naming the layer."""
+    for the network fails here, naming the layer.
+
+    output_stride: the feature map's stride relative to the input; once it is reached, strides
+    become dilation (atrous convolution, as TF-slim's resnets do it: the unit that would have
+    strided keeps the current rate, the rate multiplies after it). global_pool=False: no
+    pooling in the head, the classifier a 1x1 convolution (dense predictions).
+    features_only: no head; the net ends with the last stage."""
     if not isinstance(spec, Spec):
         spec = resolve_spec(spec)
     shape = tuple(input_shape) if input_shape is not None else spec.input_shape
@@ -26,6 +33,10 @@ def generate(spec: Spec | str | Path, input_shape: Sequence[int] | None = None,
         if "num_classes" not in head:
             raise SpecError(f"{spec.source}: head kind '{spec.head.kind}' has no num_classes")
         head["num_classes"] = num_classes
+    if not global_pool:
+        if "pool" not in head:
+            raise SpecError(f"{spec.source}: head kind '{spec.head.kind}' has no pooling")
+        head.update(pool="none", logits="conv")
 
     net = Net(spec.name)
     net.add_input(spec.input_name, shape)
@@ -33,17 +44,41 @@ def generate(spec: Spec | str | Path, input_shape: Sequence[int] | None = None,
                 conv_relu_top_first=spec.conv_relu_top_first)
     x = STEMS[spec.stem.kind].build(b, spec.input_name, **spec.stem.params)
     stage_no = spec.first_stage
+    current, rate = _stem_stride(spec), 1
+    if output_stride is not None and (output_stride < current or output_stride % current):
+        raise SpecError(f"output stride {output_stride}: the stem alone has stride {current}")
     for stage_no, stage in enumerate(spec.stages, start=spec.first_stage):
-        build = BLOCKS[stage.block].build
+        kind = BLOCKS[stage.block]
         strided = 0 if stage.stride_unit == "first" else stage.units - 1
         for k in range(stage.units):
             params = dict(stage.params)
             if k != strided and "stride" in params:
                 params["stride"] = 1  # one unit of a stage changes resolution
-            x = build(b, spec.naming.unit_id(stage_no, k, stage.suffix), x, k == 0, **params)
-    HEADS[spec.head.kind].build(b, x, last_stage=stage_no, **head)
+            stride = params.get("stride", 1)
+            if output_stride is not None and current == output_stride:
+                if "dilation" not in kind.keys:
+                    raise SpecError(f"{spec.source}: block kind '{stage.block}' cannot dilate "
+                                    f"(for output stride {output_stride})")
+                params["stride"] = 1
+                params["dilation"] = params.get("dilation", 1) * rate
+                rate *= stride
+            else:
+                current *= stride
+            x = kind.build(b, spec.naming.unit_id(stage_no, k, stage.suffix), x, k == 0, **params)
+    if output_stride is not None and current != output_stride:
+        raise SpecError(f"output stride {output_stride} cannot be reached (the network's is "
+                        f"{current})")
+    if not features_only:
+        HEADS[spec.head.kind].build(b, x, last_stage=stage_no, **head)
     infer(net)
     return net
+
+
+def _stem_stride(spec: Spec) -> int:
+    """The stem's total stride (its conv's and its pooling's)."""
+    p = spec.stem.params
+    return p.get("stride", 1) * (p.get("pool_stride", 1) if p.get("pool", "none") != "none"
+                                 else 1)
 
 
 def resolve_spec(spec: str | Path) -> Spec:

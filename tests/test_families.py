@@ -168,3 +168,73 @@ def test_resnext50_matches_the_zoos_resnext50_layer_for_layer():
     assert structure(ours) != structure(theirs)
     pool1 = ours.layer("pool1").param.pooling_param
     assert (pool1.pad, pool1.round_mode) == (1, PoolingParameter.FLOOR)
+
+
+# -- options across families ----------------------------------------------------------------------
+
+def tops(net):
+    return {top: shape for s in infer(net) for top, shape in zip(s.layer.top, s.tops)}
+
+
+def dilation(net, name):
+    return list(net.layer(name).param.convolution_param.dilation) or [1]
+
+
+def test_output_stride_turns_strides_into_dilation():
+    """As TF-slim's resnets: once the stride is reached, the unit that would stride keeps the
+    current rate and the rate multiplies after it; parameters are unchanged."""
+    plain = generate("resnet50")
+    os16 = generate("resnet50", output_stride=16)
+    assert tops(os16)["res5c"] == (1, 2048, 14, 14)
+    assert dilation(os16, "res5a_branch2b") == [1] and dilation(os16, "res5b_branch2b") == [2]
+    assert os16.layer("res5a_branch1").param.convolution_param.stride == [1]
+    assert count_params(infer(os16)) == count_params(infer(plain))
+    os8 = generate("resnet50", output_stride=8)
+    assert tops(os8)["res5c"] == (1, 2048, 28, 28)
+    assert dilation(os8, "res4b_branch2b") == [2] and dilation(os8, "res5b_branch2b") == [4]
+    assert tops(generate("resnet50", output_stride=32)) == tops(plain)
+    v2 = generate("resnet50_v2", output_stride=8)
+    assert tops(v2)["postnorm"] == (1, 2048, 28, 28)
+    # Unstrided, the identity shortcuts need no subsampling pool.
+    assert not any(l.type == "Pooling" and "shortcut" in l.name for l in v2.layers
+                   if l.name.startswith(("block2", "block3")))
+    assert dilation(v2, "block4/unit_1/bottleneck_v2/conv2") == [4]
+
+
+def test_dense_predictions_and_features_only():
+    dense = generate("resnet50", global_pool=False)
+    last = dense.layers[-2:]
+    assert [l.type for l in last] == ["Convolution", "Softmax"]
+    assert tops(dense)["prob"] == (1, 1000, 7, 7)
+    features = generate("resnet101_v2", output_stride=16, features_only=True)
+    assert features.layers[-1].name == "block4/unit_3/bottleneck_v2/add"
+    assert tops(features)["block4/unit_3/bottleneck_v2/add"] == (1, 2048, 14, 14)
+    assert not any(l.type in ("InnerProduct", "Softmax") for l in features.layers)
+
+
+def test_a_dilated_net_runs_in_both_translators():
+    torch = pytest.importorskip("torch")
+    ort = pytest.importorskip("onnxruntime")
+    from prototxt_gen.onnx import to_onnx
+    from prototxt_gen.pytorch import to_torch
+    net = random_weights(generate("resnet50_v2", (1, 3, 64, 64), output_stride=8,
+                                  global_pool=False))
+    x = np.random.default_rng(0).standard_normal((1, 3, 64, 64)).astype(np.float32)
+    with torch.no_grad():
+        ref = to_torch(net)(torch.from_numpy(x)).numpy()
+    (got,) = ort.InferenceSession(to_onnx(net).SerializeToString(),
+                                  providers=["CPUExecutionProvider"]).run(None, {"data": x})
+    assert ref.shape == got.shape == (1, 1000, 8, 8)
+    assert np.abs(got - ref).max() <= 1e-4
+
+
+def test_option_errors():
+    from conftest import assert_error, run_cli
+    assert_error(run_cli("resnet50", "--output-stride", "12"),
+                 "output stride 12 cannot be reached (the network's is 32)")
+    assert_error(run_cli("resnet50", "--output-stride", "2"),
+                 "output stride 2: the stem alone has stride 4")
+    assert_error(run_cli("resnet50", "--features-only", "--num-classes", "10"),
+                 "--features-only has no classifier: leave out --num-classes")
+    r = run_cli("resnet152_v2", "--output-stride", "16", "--features-only")
+    assert r.returncode == 0 and "logits" not in r.stdout and "dilation: 2" in r.stdout
