@@ -24,7 +24,8 @@ USAGE = f"""\
                                        translate a network (and its weights) to PyTorch
                                        or ONNX
        {PROG} render NET -o OUT.svg|png|pdf|dot|html [options]
-                                       draw a network (Graphviz)"""
+                                       draw a network (Graphviz)
+       {PROG} solver [options]         write a solver.prototxt for a train_val net"""
 
 EXAMPLES = f"""\
 examples:
@@ -59,6 +60,16 @@ def _shape(text: str) -> tuple[int, ...]:
     return dims
 
 
+def _iterations(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected iterations like 150000,300000, got '{text}'")
+    return values
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -91,6 +102,16 @@ def _generate_parser() -> argparse.ArgumentParser:
                    help="no pooling before the classifier: a 1x1 conv gives dense predictions")
     p.add_argument("--features-only", action="store_true",
                    help="no classifier: end with the last stage's features")
+    p.add_argument("--phase", choices=("deploy", "train"), type=str.lower, default="deploy",
+                   help="train: a train_val prototxt (Data layers per phase, fillers, lr/decay "
+                        "multipliers, SoftmaxWithLoss, top-1/top-5 Accuracy in TEST)")
+    p.add_argument("--train-source", metavar="DB", help="with --phase train: the TRAIN "
+                   "database (default train_lmdb)")
+    p.add_argument("--test-source", metavar="DB", help="... and the TEST one (default val_lmdb)")
+    p.add_argument("--batch-size", type=_positive, metavar="N",
+                   help="with --phase train: TRAIN batch (default 32)")
+    p.add_argument("--test-batch-size", type=_positive, metavar="N",
+                   help="with --phase train: TEST batch (default 25)")
     p.add_argument("--input-style", choices=INPUT_STYLES,
                    help="how the input is declared: input_dim (input + 4 input_dim), "
                         "input_shape, or an Input layer (default: the layout's)")
@@ -115,9 +136,65 @@ def cmd_generate(argv: Sequence[str]) -> int:
     net = generate(spec, input_shape=args.input_shape, num_classes=args.num_classes,
                    output_stride=args.output_stride, global_pool=not args.no_global_pool,
                    features_only=args.features_only)
-    text = net.to_prototxt(args.layout or spec.layout,
-                           args.input_style or (None if args.layout else spec.input_style))
+    train_only = [o for o, v in (("--train-source", args.train_source),
+                                 ("--test-source", args.test_source),
+                                 ("--batch-size", args.batch_size),
+                                 ("--test-batch-size", args.test_batch_size)) if v]
+    if args.phase == "train":
+        from .training import DataOptions, train_val
+        data = DataOptions()
+        for key in ("train_source", "test_source", "batch_size", "test_batch_size"):
+            if getattr(args, key):
+                setattr(data, key, getattr(args, key))
+        net = train_val(net, data)
+        text = net.to_prototxt(args.layout or "modern")
+    elif train_only:
+        raise PrototxtGenError(f"{train_only[0]} only applies to --phase train")
+    else:
+        text = net.to_prototxt(args.layout or spec.layout,
+                               args.input_style or (None if args.layout else spec.input_style))
     _emit(text, args.output)
+    return 0
+
+
+SOLVER_EXAMPLES = f"""\
+examples:
+  {PROG} resnet50 --phase train -o train_val.prototxt
+  {PROG} solver --net train_val.prototxt -o solver.prototxt
+      SGD, momentum 0.9, weight decay 1e-4, lr 0.1 divided by 10 at 150k, 300k, 450k
+  {PROG} solver --lr-policy poly --power 1 --max-iter 300000 --base-lr 0.05"""
+
+
+def cmd_solver(argv: Sequence[str]) -> int:
+    from .training import SolverOptions
+    d = SolverOptions()
+    p = _Parser(prog=f"{PROG} solver", epilog=SOLVER_EXAMPLES,
+                formatter_class=argparse.RawDescriptionHelpFormatter,
+                description="Write a Caffe solver.prototxt (SGD with momentum) for a train_val "
+                            "net.")
+    p.add_argument("--net", default=d.net, help=f"the train_val prototxt (default {d.net})")
+    p.add_argument("--base-lr", type=float, default=d.base_lr)
+    p.add_argument("--lr-policy", choices=("multistep", "poly"), default=d.lr_policy)
+    p.add_argument("--stepvalue", type=_iterations, metavar="I,J,...",
+                   default=tuple(d.stepvalue), help="multistep: iterations that divide the lr")
+    p.add_argument("--gamma", type=float, default=d.gamma, help="multistep: the lr factor")
+    p.add_argument("--power", type=float, default=d.power, help="poly: the exponent")
+    p.add_argument("--max-iter", type=_positive, default=d.max_iter)
+    p.add_argument("--momentum", type=float, default=d.momentum)
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    p.add_argument("--test-iter", type=_positive, default=d.test_iter)
+    p.add_argument("--test-interval", type=_positive, default=d.test_interval)
+    p.add_argument("--snapshot", type=_positive, default=d.snapshot)
+    p.add_argument("--snapshot-prefix", default=d.snapshot_prefix)
+    p.add_argument("--solver-mode", choices=("GPU", "CPU"), type=str.upper,
+                   default=d.solver_mode)
+    p.add_argument("-o", "--output", metavar="FILE", help="write here instead of standard output")
+    args = p.parse_args(argv)
+    from .prototxt import format_message
+    from .training import solver
+    options = SolverOptions(**{k: (list(v) if k == "stepvalue" else v)
+                               for k, v in vars(args).items() if k != "output"})
+    _emit(format_message(solver(options)), args.output)
     return 0
 
 
@@ -442,6 +519,7 @@ COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "info": cmd_info,
     "convert": cmd_convert,
     "render": cmd_render,
+    "solver": cmd_solver,
 }
 
 
