@@ -82,6 +82,8 @@ class Naming:
             return f"{stage}a" if index == 0 else f"{stage}b{index}"
         if suffix == "slim":  # TF-slim's scopes
             return f"block{stage}/unit_{index + 1}"
+        if suffix == "number":  # 1, 2, ...: for blocks that name their own scopes
+            return str(index + 1)
         return f"{stage}{string.ascii_lowercase[index]}"
 
 

@@ -37,6 +37,11 @@ def non_negative_int(default: Any = REQUIRED, doc: str = "") -> Key:
     return Key(lambda v: _int(v, 0), "an integer >= 0", default, doc)
 
 
+def positive_float(default: Any = REQUIRED, doc: str = "") -> Key:
+    return Key(lambda v: float(v) if isinstance(v, (int, float)) and not isinstance(v, bool)
+               and v > 0 else None, "a positive number", default, doc)
+
+
 def boolean(default: Any = REQUIRED, doc: str = "") -> Key:
     return Key(lambda v: v if isinstance(v, bool) else None, "true or false", default, doc)
 

@@ -135,7 +135,7 @@ def parse_spec(text: str, source: str = "<spec>") -> Spec:
         values = check_table(table, {
             "block": Key(lambda v: v, ""),
             "units": positive_int(),
-            "suffix": choice("letters", "numbered", "slim", default="letters"),
+            "suffix": choice("letters", "numbered", "slim", "number", default="letters"),
             "stride_unit": choice("first", "last", default="first",
                                   doc='the unit that takes the stride: "first" (ResNet v1, '
                                       'torchvision) or "last" (TF-slim\'s ResNet v2)'),

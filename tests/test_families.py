@@ -238,3 +238,76 @@ def test_option_errors():
                  "--features-only has no classifier: leave out --num-classes")
     r = run_cli("resnet152_v2", "--output-stride", "16", "--features-only")
     assert r.returncode == 0 and "logits" not in r.stdout and "dilation: 2" in r.stdout
+
+
+# -- Inception-ResNet-v1 (FaceNet) -------------------------------------------------------------------
+
+def tf_valid(n, k, s):
+    return (n - k) // s + 1
+
+
+@pytest.mark.parametrize("size", [160, 299])
+def test_inception_resnet_v1_shapes_are_tensorflows(size):
+    """Every grid size is TF's VALID arithmetic (SAME at stride 1 keeps the size), computed
+    here from FaceNet's layer list."""
+    net = generate("inception_resnet_v1", (1, 3, size, size))
+    got = tops(net)
+    n = tf_valid(size, 3, 2)                       # Conv2d_1a_3x3, VALID /2
+    assert got["Conv2d_1a_3x3"] == (1, 32, n, n)
+    n = tf_valid(n, 3, 1)                          # Conv2d_2a_3x3, VALID
+    assert got["Conv2d_2a_3x3"] == got["Conv2d_2b_3x3"][:1] + (32, n, n)
+    assert got["Conv2d_2b_3x3"] == (1, 64, n, n)   # SAME
+    n = tf_valid(n, 3, 2)                          # MaxPool_3a_3x3, VALID /2
+    assert got["MaxPool_3a_3x3"] == (1, 64, n, n) and got["Conv2d_3b_1x1"] == (1, 80, n, n)
+    n = tf_valid(n, 3, 1)
+    assert got["Conv2d_4a_3x3"] == (1, 192, n, n)
+    n = tf_valid(n, 3, 2)
+    assert got["Conv2d_4b_3x3"] == (1, 256, n, n)
+    assert all(got[f"Repeat/block35_{k}"] == (1, 256, n, n) for k in range(1, 6))
+    n = tf_valid(n, 3, 2)
+    assert got["Mixed_6a"] == (1, 384 + 256 + 256, n, n)
+    assert all(got[f"Repeat_1/block17_{k}"] == (1, 896, n, n) for k in range(1, 11))
+    n = tf_valid(n, 3, 2)
+    assert got["Mixed_7a"] == (1, 384 + 256 + 256 + 896, n, n)
+    assert got["Block8"] == (1, 1792, n, n)
+    assert got["Bottleneck"] == (1, 128)
+    assert {160: 3, 299: 8}[size] == n
+
+
+def test_inception_resnet_v1_layers():
+    net = generate("inception_resnet_v1")
+    layer = {l.name: l for l in net.layers}
+    # Scaled residuals: input + scale * branch, as Eltwise SUM with coefficients.
+    for name, scale in (("Repeat/block35_3", 0.17), ("Repeat_1/block17_10", 0.10),
+                        ("Repeat_2/block8_5", 0.20), ("Block8", 1.0)):
+        assert list(layer[name].param.eltwise_param.coeff) == pytest.approx([1.0, scale])
+    assert "Repeat_2/block8_5/Relu" in layer and "Block8/Relu" not in layer
+    cp = layer["Repeat_1/block17_1/Branch_1/Conv2d_0b_1x7"].param.convolution_param
+    assert (cp.kernel_h, cp.kernel_w, cp.pad_h, cp.pad_w) == (1, 7, 0, 3)
+    # Nothing is left to Caffe's ceil default: every pooling rounds down explicitly.
+    pools = [l for l in net.layers if l.type == "Pooling"]
+    assert pools and all(l.param.pooling_param.HasField("round_mode") and
+                         l.param.pooling_param.round_mode == PoolingParameter.FLOOR for l in pools)
+    # slim's batch norm without gamma: BatchNorm (eps 0.001) + Bias.
+    bn = layer["Conv2d_1a_3x3/BatchNorm"].param.batch_norm_param
+    assert bn.eps == pytest.approx(0.001)
+    assert layer["Conv2d_1a_3x3/BatchNorm/beta"].type == "Bias"
+    assert count_params(infer(net)).learnable == 22_779_312
+
+
+def test_inception_resnet_v1_runs_in_both_translators(tmp_path):
+    torch = pytest.importorskip("torch")
+    ort = pytest.importorskip("onnxruntime")
+    from prototxt_gen.onnx import to_onnx
+    from prototxt_gen.pytorch import to_torch
+    net = generate("inception_resnet_v1", (2, 3, 160, 160))
+    path = tmp_path / "irv1.prototxt"
+    path.write_text(net.to_prototxt())
+    back = random_weights(read_prototxt(path))
+    x = np.random.default_rng(0).standard_normal((2, 3, 160, 160)).astype(np.float32)
+    with torch.no_grad():
+        ref = to_torch(back)(torch.from_numpy(x)).numpy()
+    (got,) = ort.InferenceSession(to_onnx(back).SerializeToString(),
+                                  providers=["CPUExecutionProvider"]).run(None, {"data": x})
+    assert ref.shape == got.shape == (2, 128)
+    assert np.abs(got - ref).max() <= 1e-4 * max(1.0, float(np.abs(ref).max()))

@@ -38,10 +38,10 @@ CASES = [
     ("unknown block kind",
      edit('block = "bottleneck"', 'block = "bottle"'),
      '{f}: stage[0].block: unknown block kind "bottle" (known: basic, bottleneck, '
-     'preact_bottleneck)'),
+     'preact_bottleneck, block35, block17, block8, reduction_a, reduction_b)'),
     ("unknown stem kind",
      edit('kind = "resnet"', 'kind = "vgg"'),
-     '{f}: stem.kind: unknown stem kind "vgg" (known: resnet)'),
+     '{f}: stem.kind: unknown stem kind "vgg" (known: resnet, inception_resnet_v1)'),
     ("bad choice",
      edit('pool = "max"', 'pool = "maximum"'),
      '{f}: stem.pool: expected one of "max", "ave", "none", got "maximum"'),
