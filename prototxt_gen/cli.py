@@ -141,11 +141,9 @@ def cmd_generate(argv: Sequence[str]) -> int:
                                  ("--batch-size", args.batch_size),
                                  ("--test-batch-size", args.test_batch_size)) if v]
     if args.phase == "train":
-        from .training import DataOptions, train_val
-        data = DataOptions()
-        for key in ("train_source", "test_source", "batch_size", "test_batch_size"):
-            if getattr(args, key):
-                setattr(data, key, getattr(args, key))
+        from .training import DataOptions, options, train_val
+        data = options(DataOptions, spec.train, {k: getattr(args, k) for k in (
+            "train_source", "test_source", "batch_size", "test_batch_size")})
         net = train_val(net, data)
         text = net.to_prototxt(args.layout or "modern")
     elif train_only:
@@ -171,30 +169,41 @@ def cmd_solver(argv: Sequence[str]) -> int:
     p = _Parser(prog=f"{PROG} solver", epilog=SOLVER_EXAMPLES,
                 formatter_class=argparse.RawDescriptionHelpFormatter,
                 description="Write a Caffe solver.prototxt (SGD with momentum) for a train_val "
-                            "net.")
-    p.add_argument("--net", default=d.net, help=f"the train_val prototxt (default {d.net})")
-    p.add_argument("--base-lr", type=float, default=d.base_lr)
-    p.add_argument("--lr-policy", choices=("multistep", "poly"), default=d.lr_policy)
+                            "net. Values come from the options, else the model's [solver] "
+                            "table, else the defaults shown.")
+    p.add_argument("model", nargs="?", help="a built-in model whose spec's [solver] to use")
+    p.add_argument("--spec", metavar="FILE", help="... or a spec file's")
+    p.add_argument("--net", help=f"the train_val prototxt (default {d.net})")
+    p.add_argument("--base-lr", type=float, help=f"default {d.base_lr}")
+    p.add_argument("--lr-policy", choices=("multistep", "poly"),
+                   help=f"default {d.lr_policy}")
     p.add_argument("--stepvalue", type=_iterations, metavar="I,J,...",
-                   default=tuple(d.stepvalue), help="multistep: iterations that divide the lr")
-    p.add_argument("--gamma", type=float, default=d.gamma, help="multistep: the lr factor")
-    p.add_argument("--power", type=float, default=d.power, help="poly: the exponent")
-    p.add_argument("--max-iter", type=_positive, default=d.max_iter)
-    p.add_argument("--momentum", type=float, default=d.momentum)
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    p.add_argument("--test-iter", type=_positive, default=d.test_iter)
-    p.add_argument("--test-interval", type=_positive, default=d.test_interval)
-    p.add_argument("--snapshot", type=_positive, default=d.snapshot)
-    p.add_argument("--snapshot-prefix", default=d.snapshot_prefix)
+                   help="multistep: iterations that divide the rate (default "
+                        f"{','.join(map(str, d.stepvalue))})")
+    p.add_argument("--gamma", type=float, help=f"multistep: the factor (default {d.gamma})")
+    p.add_argument("--power", type=float, help=f"poly: the exponent (default {d.power})")
+    p.add_argument("--max-iter", type=_positive, help=f"default {d.max_iter}")
+    p.add_argument("--momentum", type=float, help=f"default {d.momentum}")
+    p.add_argument("--weight-decay", type=float, help=f"default {d.weight_decay}")
+    p.add_argument("--test-iter", type=_positive, help=f"default {d.test_iter}")
+    p.add_argument("--test-interval", type=_positive, help=f"default {d.test_interval}")
+    p.add_argument("--snapshot", type=_positive, help=f"default {d.snapshot}")
+    p.add_argument("--snapshot-prefix", help=f"default {d.snapshot_prefix}")
     p.add_argument("--solver-mode", choices=("GPU", "CPU"), type=str.upper,
-                   default=d.solver_mode)
+                   help=f"default {d.solver_mode}")
     p.add_argument("-o", "--output", metavar="FILE", help="write here instead of standard output")
     args = p.parse_args(argv)
     from .prototxt import format_message
-    from .training import solver
-    options = SolverOptions(**{k: (list(v) if k == "stepvalue" else v)
-                               for k, v in vars(args).items() if k != "output"})
-    _emit(format_message(solver(options)), args.output)
+    from .training import options, solver
+    spec_values = {}
+    if args.spec or args.model:
+        from .generator import resolve_spec
+        from .spec import load_spec
+        if args.spec and args.model:
+            raise PrototxtGenError("give a model name or --spec FILE, not both")
+        spec_values = (load_spec(args.spec) if args.spec else resolve_spec(args.model)).solver
+    given = {k: v for k, v in vars(args).items() if k not in ("output", "model", "spec")}
+    _emit(format_message(solver(options(SolverOptions, spec_values, given))), args.output)
     return 0
 
 

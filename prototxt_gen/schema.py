@@ -64,6 +64,20 @@ def shape(default: Any = REQUIRED, doc: str = "") -> Key:
     return Key(check, "a list of positive integers, e.g. [1, 3, 224, 224]", default, doc)
 
 
+def numbers(default: Any = REQUIRED, doc: str = "") -> Key:
+    def check(v: Any) -> Any:
+        if isinstance(v, list) and v and all(isinstance(x, (int, float)) and
+                                             not isinstance(x, bool) for x in v):
+            return [float(x) for x in v]
+        return None
+    return Key(check, "a list of numbers, e.g. [104, 117, 123]", default, doc)
+
+
+def number(default: Any = REQUIRED, doc: str = "") -> Key:
+    return Key(lambda v: float(v) if isinstance(v, (int, float)) and not isinstance(v, bool)
+               and v >= 0 else None, "a number >= 0", default, doc)
+
+
 def int_or(*words: str, default: Any = REQUIRED, doc: str = "") -> Key:
     quoted = " or ".join(f'"{w}"' for w in words)
     return Key(lambda v: v if v in words or _int(v, 1) is not None else None,

@@ -9,6 +9,8 @@
     [[stage]] block = "bottleneck", units = 3, suffix = "letters" | "numbered" | "slim",
               stride_unit = "first" | "last", then the block's keys
     [head]    kind = "classifier", then that kind's keys
+    [train]   train_val options (train_source, batch_size, mean_value...; see training.py)
+    [solver]  solver options (base_lr, lr_policy, stepvalue, max_iter...)
 
 Every table is checked against the keys its builder declares (blocks.py); a mistake stops with
 one line naming the file, the key path and what was expected.
@@ -18,7 +20,7 @@ from __future__ import annotations
 import re
 import string
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +32,7 @@ from .prototxt import LAYOUTS
 from .schema import Key, boolean, check_table, choice, non_negative_int, positive_int, shape, show
 from .schema import string as string_key
 
-TABLES = ("input", "output", "naming", "stem", "stage", "head")
+TABLES = ("input", "output", "naming", "stem", "stage", "head", "train", "solver")
 
 
 @dataclass
@@ -65,6 +67,8 @@ class Spec:
     stem: Part
     stages: list[Stage]
     head: Part
+    train: dict[str, Any] = field(default_factory=dict)   # [train]: train_val options
+    solver: dict[str, Any] = field(default_factory=dict)  # [solver]: solver options
 
 
 def load_spec(path: str | Path) -> Spec:
@@ -148,11 +152,15 @@ def parse_spec(text: str, source: str = "<spec>") -> Spec:
                             'use suffix = "numbered"')
         stages.append(Stage(kind.name, units, suffix, values, stride_unit))
 
+    from .training import SOLVER_KEYS, TRAIN_KEYS
+    train = check_table(doc.get("train", {}), TRAIN_KEYS, source, "train")
+    solver = check_table(doc.get("solver", {}), SOLVER_KEYS, source, "solver")
     return Spec(source=source, name=top["name"], description=top["description"],
                 input_name=inp["name"], input_shape=inp["shape"], layout=out["layout"],
                 input_style=out["input_style"] or LAYOUTS[out["layout"]].input_style,
                 conv_relu_top_first=out["conv_relu_top_first"], naming=naming,
-                first_stage=nam["first_stage"], stem=stem, stages=stages, head=head)
+                first_stage=nam["first_stage"], stem=stem, stages=stages, head=head,
+                train=train, solver=solver)
 
 
 def _kind(table: Any, registry: dict[str, Kind], key: str, source: str, path: str) -> Kind:

@@ -15,6 +15,34 @@ from dataclasses import dataclass, field
 from . import caffe_pb2
 from .errors import SpecError
 from .net import Layer, Net, net_outputs
+from .schema import choice, number, numbers, positive_float, positive_int, shape, string
+
+# A spec's [train] and [solver] tables: every key optional, the command line overrides them.
+TRAIN_KEYS = {
+    "train_source": string(None), "test_source": string(None),
+    "backend": choice("LMDB", "LEVELDB", default=None),
+    "batch_size": positive_int(None), "test_batch_size": positive_int(None),
+    "mean_value": numbers(None), "scale": positive_float(None),
+}
+SOLVER_KEYS = {
+    "net": string(None), "base_lr": positive_float(None),
+    "lr_policy": choice("multistep", "poly", default=None), "gamma": positive_float(None),
+    "stepvalue": shape(None, "iterations at which multistep divides the rate"),
+    "power": positive_float(None), "max_iter": positive_int(None), "momentum": number(None),
+    "weight_decay": number(None), "test_iter": positive_int(None),
+    "test_interval": positive_int(None), "display": positive_int(None),
+    "snapshot": positive_int(None), "snapshot_prefix": string(None),
+    "solver_mode": choice("GPU", "CPU", default=None),
+}
+
+
+def options(cls, *layers: dict):
+    """`cls()` with the values each of `layers` sets (later ones win; None sets nothing)."""
+    values = {}
+    for layer in layers:
+        values.update({k: (list(v) if isinstance(v, tuple) else v)
+                       for k, v in layer.items() if v is not None})
+    return cls(**values)
 
 
 @dataclass

@@ -8,7 +8,7 @@ from prototxt_gen.reader import read_prototxt
 from prototxt_gen.shapes import infer
 from prototxt_gen.training import train_val
 
-from conftest import assert_error, run_cli
+from conftest import ROOT, assert_error, run_cli
 
 
 @pytest.mark.parametrize("name", ["resnet50", "resnext50_32x4d", "resnet50_v2"])
@@ -74,3 +74,33 @@ def test_solver(tmp_path):
     assert not s.stepvalue
     assert_error(run_cli("solver", "--max-iter", "1000"),
                  "stepvalue: increasing iterations below max_iter")
+
+
+def test_spec_tables_set_the_training_options_and_the_cli_overrides_them(tmp_path):
+    spec = tmp_path / "net.toml"
+    spec.write_text((ROOT / "templates" / "resnet18.toml").read_text() + '''
+[train]
+train_source = "/data/train_lmdb"
+batch_size = 48
+mean_value = [123.68, 116.78, 103.94]
+
+[solver]
+base_lr = 0.05
+lr_policy = "poly"
+max_iter = 90000
+''')
+    r = run_cli("--spec", spec, "--phase", "train", "--test-batch-size", "10")
+    assert r.returncode == 0, r.stderr
+    net = caffe_pb2.NetParameter()
+    text_format.Parse(r.stdout, net)
+    train, test = net.layer[0], net.layer[1]
+    assert (train.data_param.source, train.data_param.batch_size) == ("/data/train_lmdb", 48)
+    assert test.data_param.batch_size == 10
+    assert list(train.transform_param.mean_value) == pytest.approx([123.68, 116.78, 103.94])
+    r = run_cli("solver", "--spec", spec, "--max-iter", "1000")
+    s = text_format.Parse(r.stdout, caffe_pb2.SolverParameter())
+    assert (s.base_lr, s.lr_policy, s.max_iter) == (pytest.approx(0.05), "poly", 1000)
+    bad = tmp_path / "bad.toml"
+    bad.write_text((ROOT / "templates" / "resnet18.toml").read_text() + '[solver]\nlr = 0.1\n')
+    r = run_cli("solver", "--spec", bad)
+    assert r.returncode == 2 and "solver.lr: unknown key" in r.stderr
