@@ -45,6 +45,11 @@ def generate(spec: Spec | str | Path, input_shape: Sequence[int] | None = None,
     x = STEMS[spec.stem.kind].build(b, spec.input_name, **spec.stem.params)
     stage_no = spec.first_stage
     current, rate = _stem_stride(spec), 1
+    if output_stride is not None and (
+            "stride" not in STEMS[spec.stem.kind].keys
+            or not any("stride" in BLOCKS[st.block].keys for st in spec.stages)):
+        raise SpecError(f"{spec.source}: output stride: the stem or blocks of this network "
+                        "fix their strides (it works for the ResNet families)")
     if output_stride is not None and (output_stride < current or output_stride % current):
         raise SpecError(f"output stride {output_stride}: the stem alone has stride {current}")
     for stage_no, stage in enumerate(spec.stages, start=spec.first_stage):

@@ -236,6 +236,10 @@ def test_option_errors():
                  "output stride 2: the stem alone has stride 4")
     assert_error(run_cli("resnet50", "--features-only", "--num-classes", "10"),
                  "--features-only has no classifier: leave out --num-classes")
+    r = run_cli("inception_resnet_v1", "--output-stride", "8")
+    assert r.returncode == 2 and r.stderr.endswith(
+        "inception_resnet_v1.toml: output stride: the stem or blocks of this network fix "
+        "their strides (it works for the ResNet families)\n")
     r = run_cli("resnet152_v2", "--output-stride", "16", "--features-only")
     assert r.returncode == 0 and "logits" not in r.stdout and "dilation: 2" in r.stdout
 
