@@ -78,6 +78,13 @@ def batchnorm_statistics(layer: Layer) -> tuple[np.ndarray, np.ndarray] | None:
     return blobs[0] * f, blobs[1] * f
 
 
+def batchnorm_eps(layer: Layer) -> float:
+    """BatchNorm's eps as the prototxt wrote it (1e-5, not float32's 9.99999974e-06): the
+    value a back end should pass on."""
+    from .prototxt import format_float32
+    return float(format_float32(layer.param.batch_norm_param.eps))
+
+
 def affine_ok(layer: Layer, bottom: tuple[int, ...], need_blobs: bool = True) -> bool:
     """Per-channel (axis 1) affine with its own learned blobs, one bottom, one top."""
     if len(layer.bottom) != 1 or len(layer.top) != 1 or len(bottom) < 2 or (

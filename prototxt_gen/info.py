@@ -40,15 +40,24 @@ class Analysis:
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2) + "\n"
 
+    def inputs_text(self) -> str:
+        return ", ".join(f"{i['name']} {_shape(i['shape'])}" for i in self.inputs) or "none"
+
+    def totals_text(self) -> str:
+        t = self.totals
+        return (f"learnable parameters {t['params']:,} ({format_bytes(t['params'] * 4)}), "
+                f"BatchNorm statistics {t['batchnorm']:,}; {format_si(t['macs'])} MACs; "
+                f"activations {format_bytes(t['memory'])}")
+
     def to_table(self) -> str:
         header = ("layer", "type", "output", "params", "MACs", "memory")
         rows = [(r.name + (" *" if r.in_place else ""), r.type,
                  ", ".join(_shape(s) for s in r.output_shapes),
-                 _int(r.params + r.batchnorm), _int(r.macs),
-                 _bytes(r.memory) if r.memory else "-") for r in self.layers]
+                 format_count(r.params + r.batchnorm), format_count(r.macs),
+                 format_bytes(r.memory) if r.memory else "-") for r in self.layers]
         t = self.totals
-        rows.append(("total", f"{t['layers']} layers", "", _int(t["params"] + t["batchnorm"]),
-                     _int(t["macs"]), _bytes(t["memory"])))
+        rows.append(("total", f"{t['layers']} layers", "", format_count(t["params"] + t["batchnorm"]),
+                     format_count(t["macs"]), format_bytes(t["memory"])))
         widths = [max(len(row[k]) for row in [header] + rows) for k in range(len(header))]
         right = {3, 4, 5}
 
@@ -57,14 +66,11 @@ class Analysis:
                      for k, (c, w) in enumerate(zip(row, widths))]
             return "  ".join(cells).rstrip()
 
-        inputs = ", ".join(f"{i['name']} {_shape(i['shape'])}" for i in self.inputs) or "none"
-        out = [f"{self.name or '(unnamed net)'}: input {inputs}", "", line(header),
+        out = [f"{self.name or '(unnamed net)'}: input {self.inputs_text()}", "", line(header),
                line(["-" * w for w in widths])]
         out += [line(r) for r in rows[:-1]]
         out += [line(["-" * w for w in widths]), line(rows[-1]), ""]
-        out.append(f"learnable parameters {t['params']:,} ({_bytes(t['params'] * 4)}), "
-                   f"BatchNorm statistics {t['batchnorm']:,}; "
-                   f"{_si(t['macs'])} MACs; activations {_bytes(t['memory'])}"
+        out.append(self.totals_text()
                    + ("; * = in place" if any(r.in_place for r in self.layers) else ""))
         if self.weights is not None:
             w = self.weights
@@ -110,18 +116,18 @@ def _shape(shape) -> str:
     return "×".join(map(str, shape)) if len(shape) else "scalar"
 
 
-def _int(n: int) -> str:
+def format_count(n: int) -> str:
     return f"{n:,}" if n else "-"
 
 
-def _si(n: float) -> str:
+def format_si(n: float) -> str:
     for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
         if n >= size:
             return f"{n / size:.2f} {unit}"
     return str(int(n))
 
 
-def _bytes(n: int) -> str:
+def format_bytes(n: int) -> str:
     for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
         if n >= size:
             return f"{n / size:.1f} {unit}"

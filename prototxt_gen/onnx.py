@@ -27,9 +27,12 @@ from . import caffe_pb2
 from ._pb import tag, varint
 from .caffemodel import placeholder
 from .errors import NetError, untranslatable
+from .fuse import batchnorm_eps, batchnorm_scale_pairs, batchnorm_statistics
+from .fuse import fuse as fold_affine
 from .net import Layer, Net, net_inputs, net_outputs
-from .shapes import (LayerShapes, affine_layout, concat_axis, conv_geometry, infer, permute_order,
-                     slice_axis, spatial)
+from .shapes import (LayerShapes, affine_layout, concat_axis, conv_geometry, crop_offsets,
+                     flatten_axes, infer, normalize_params, permute_order, reduction_axes,
+                     reshape_span, slice_axis, spatial, tile_repeats)
 
 DEFAULT_OPSET = 17
 OPSETS = range(13, 21)
@@ -219,8 +222,7 @@ def translate(net: Net, *, opset: int = DEFAULT_OPSET, fuse: bool = False,
     if opset not in OPSETS:
         raise NetError(f"opset {opset} is not supported (choose {OPSETS[0]}-{OPSETS[-1]})")
     if fuse:
-        from .fuse import fuse as fuse_net
-        net = fuse_net(net)
+        net = fold_affine(net)
     shapes = infer(net)
     _check_translatable(shapes)
     inputs = net_inputs(net)
@@ -234,7 +236,6 @@ def translate(net: Net, *, opset: int = DEFAULT_OPSET, fuse: bool = False,
         if unknown:
             raise NetError(f"no blob named {', '.join(map(repr, unknown))} in the net")
     names = _value_names(net, wanted, input_names)
-    from .fuse import batchnorm_scale_pairs
     pairs = {} if every else batchnorm_scale_pairs(net, shapes)
     # A pair is merged only if BatchNorm's own output is not asked for.
     final = _final_writes(net)
@@ -657,16 +658,10 @@ def _batch_statistics(b: LayerBuilder, x: str, eps: float) -> None:
 
 
 def _statistics(b: LayerBuilder) -> tuple[str, str]:
-    from .fuse import batchnorm_statistics
     c = b.s.bottoms[0][1]
     stats = batchnorm_statistics(b.layer)
     mean, var = (np.zeros(c), np.ones(c)) if stats is None else stats
     return b.const(mean, "mean"), b.const(var, "var")
-
-
-def _eps(layer: Layer) -> float:
-    from .prototxt import format_float32
-    return float(format_float32(layer.param.batch_norm_param.eps))
 
 
 @converter("BatchNorm")
@@ -674,14 +669,14 @@ def _batch_norm(b):
     _single(b)
     bp = b.layer.param.batch_norm_param
     if bp.HasField("use_global_stats") and not bp.use_global_stats:
-        _batch_statistics(b, b.x[0], _eps(b.layer))
+        _batch_statistics(b, b.x[0], batchnorm_eps(b.layer))
         return
     if len(b.s.bottoms[0]) < 2:
         raise Unsupported("a 1-D input (BatchNorm normalizes axis 1)")
     c = b.s.bottoms[0][1]
     mean, var = _statistics(b)
     b.out("BatchNormalization", [b.x[0], b.const(np.ones(c), "scale"),
-                                 b.const(np.zeros(c), "bias"), mean, var], epsilon=_eps(b.layer))
+                                 b.const(np.zeros(c), "bias"), mean, var], epsilon=batchnorm_eps(b.layer))
 
 
 def _batch_norm_with_scale(b: LayerBuilder, scale: Layer, s: LayerShapes) -> None:
@@ -692,7 +687,7 @@ def _batch_norm_with_scale(b: LayerBuilder, scale: Layer, s: LayerShapes) -> Non
     gamma = sb.blob(0, "scale")
     beta = sb.blob(1, "bias") if scale.param.scale_param.bias_term else \
         sb.const(np.zeros(c), "bias")
-    b.out("BatchNormalization", [b.x[0], gamma, beta, mean, var], epsilon=_eps(b.layer))
+    b.out("BatchNormalization", [b.x[0], gamma, beta, mean, var], epsilon=batchnorm_eps(b.layer))
 
 
 def _factor(b: LayerBuilder, sub, suffix: str) -> str:
@@ -901,10 +896,9 @@ def _slice(b):
 @converter("Flatten")
 def _flatten(b):
     _single(b)
-    fp = b.layer.param.flatten_param
     shape = b.s.bottoms[0]
     n = len(shape)
-    start, end = fp.axis % n, fp.end_axis % n
+    start, end = flatten_axes(b.layer.param.flatten_param, n)
     if start == 1 and end == n - 1:
         b.out("Flatten", b.x, axis=1)
     else:
@@ -916,9 +910,7 @@ def _reshape(b):
     _single(b)
     rp = b.layer.param.reshape_param
     shape = b.s.bottoms[0]
-    n = len(shape)
-    start = rp.axis + n + 1 if rp.axis < 0 else rp.axis
-    end = n if rp.num_axes == -1 else start + rp.num_axes
+    start, end = reshape_span(rp, len(shape))
     # Caffe's 0 copies the input's dimension at the same position, as ONNX's does.
     dims = [0] * start + list(rp.shape.dim) + list(shape[end:])
     b.reshape(b.x[0], dims, b.y)
@@ -928,10 +920,7 @@ def _reshape(b):
 def _crop(b):
     cp = b.layer.param.crop_param
     data, ref = b.s.bottoms[0], b.s.bottoms[1]
-    axis = cp.axis % len(data)
-    offsets = list(cp.offset) or [0]
-    if len(offsets) == 1:
-        offsets *= len(data) - axis
+    axis, offsets = crop_offsets(cp, len(data))
     axes = list(range(axis, len(data)))
     ends = [o + ref[a] for o, a in zip(offsets, axes)]
     b.out("Slice", [b.x[0], b.ints(offsets, "starts"), b.ints(ends, "ends"),
@@ -947,10 +936,7 @@ def _permute(b):
 @converter("Tile")
 def _tile(b):
     _single(b)
-    tp = b.layer.param.tile_param
-    n = len(b.s.bottoms[0])
-    reps = [1] * n
-    reps[tp.axis % n] = tp.tiles
+    reps = tile_repeats(b.layer.param.tile_param, len(b.s.bottoms[0]))
     b.out("Tile", [b.x[0], b.ints(reps, "repeats")])
 
 
@@ -959,8 +945,7 @@ def _reduction(b):
     _single(b)
     rp = b.layer.param.reduction_param
     R = caffe_pb2.ReductionParameter
-    n = len(b.s.bottoms[0])
-    axes = list(range(rp.axis % n if n else 0, n))
+    axes = reduction_axes(rp, len(b.s.bottoms[0]))
     op_type = {R.SUM: "ReduceSum", R.ASUM: "ReduceL1", R.SUMSQ: "ReduceSumSquare",
                R.MEAN: "ReduceMean"}[rp.operation]
     if not axes:
@@ -1012,10 +997,8 @@ def _axpy(b):
 @converter("Normalize")
 def _normalize(b):
     _single(b)
-    layer = b.layer
     nd = len(b.s.bottoms[0])
-    across = bool(layer.extra_value("norm_param", "across_spatial", True))
-    eps = float(layer.extra_value("norm_param", "eps", 1e-10))
+    across, _, eps = normalize_params(b.layer)
     x = b.x[0]
     axes = list(range(1, nd)) if across else [1]
     norm = b.op("Sqrt", [b.op("Add", [b.reduce("ReduceSumSquare", x, axes, True),

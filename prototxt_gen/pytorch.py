@@ -30,10 +30,14 @@ from torch import nn
 
 from . import caffe_pb2, torch_ops
 from .errors import NetError, untranslatable
+from .fuse import (batchnorm_eps, batchnorm_scale_pairs, batchnorm_statistics,
+                   value_readers)
+from .fuse import fuse as fold_affine
 from .net import Layer, Net, net_inputs, net_outputs
 from .prototxt import format_float32
-from .shapes import (LayerShapes, affine_layout, concat_axis, conv_geometry, infer,
-                     permute_order, slice_axis, spatial)
+from .shapes import (LayerShapes, affine_layout, concat_axis, conv_geometry, crop_offsets,
+                     flatten_axes, infer, normalize_params, permute_order, reduction_axes,
+                     reshape_span, slice_axis, spatial, tile_repeats)
 
 
 class Unsupported(Exception):
@@ -173,8 +177,7 @@ def plan(net: Net, fuse: bool = False) -> Plan:
     """Translate every layer (without building modules). Layers that cannot be translated are
     all reported in one error, before anything is built."""
     if fuse:
-        from .fuse import fuse as fuse_net
-        net = fuse_net(net)
+        net = fold_affine(net)
     shapes = infer(net)
     missing = [s.layer for s in shapes
                if s.layer.type not in CONVERTERS and s.layer.type != "Input"]
@@ -222,7 +225,6 @@ def _fast_paths(net: Net, shapes, statements: list[Statement], index: dict[int, 
     a BatchNorm whose only reader is a per-channel Scale runs as one batch_norm call using
     both layers' tensors (the submodules stay as they are); and an in-place ReLU overwrites
     its input when nothing else reads that value and the value is a fresh tensor."""
-    from .fuse import batchnorm_scale_pairs, value_readers
     readers, reads = value_readers(net)
     pairs = batchnorm_scale_pairs(net, shapes)
     fast: dict[int, str] = {}
@@ -723,13 +725,12 @@ def _batch_norm(layer, s):
     _single(layer, s)
     bp = layer.param.batch_norm_param
     bottom = s.bottoms[0]
-    eps = float(format_float32(bp.eps))
+    eps = batchnorm_eps(layer)
     if bp.HasField("use_global_stats") and not bp.use_global_stats:
         # Caffe normalizes with the batch's own statistics then, in any phase.
         return Lowered(f"F.batch_norm({{0}}, None, None, training=True, eps={_lit(eps)})")
     if len(bottom) not in _BATCHNORM:
         raise Unsupported(f"a {len(bottom)}-D input (torch's BatchNorm takes 2-5-D)")
-    from .fuse import batchnorm_statistics
     stats = batchnorm_statistics(layer)
     mean, var = (None, None) if stats is None else (x.astype(np.float32) for x in stats)
     tensors = {"running_mean": mean, "running_var": var,
@@ -911,9 +912,8 @@ def _split(layer, s):
 @converter("Flatten")
 def _flatten(layer, s):
     _single(layer, s)
-    fp = layer.param.flatten_param
     n = len(s.bottoms[0])
-    start, end = fp.axis % n, fp.end_axis % n
+    start, end = flatten_axes(layer.param.flatten_param, n)
     return Lowered(f"torch.flatten({{0}}, {start}" + (f", {end})" if end != n - 1 else ")"))
 
 
@@ -922,8 +922,7 @@ def _reshape(layer, s):
     _single(layer, s)
     rp = layer.param.reshape_param
     n = len(s.bottoms[0])
-    start = rp.axis + n + 1 if rp.axis < 0 else rp.axis
-    end = n if rp.num_axes == -1 else start + rp.num_axes
+    start, end = reshape_span(rp, n)
     dims = [f"{{0}}.shape[{k}]" for k in range(start)]
     dims += [f"{{0}}.shape[{start + k}]" if d == 0 else str(d)
              for k, d in enumerate(rp.shape.dim)]
@@ -934,11 +933,7 @@ def _reshape(layer, s):
 @converter("Crop")
 def _crop(layer, s):
     cp = layer.param.crop_param
-    data = s.bottoms[0]
-    axis = cp.axis % len(data)
-    offsets = list(cp.offset) or [0]
-    if len(offsets) == 1:
-        offsets *= len(data) - axis
+    axis, offsets = crop_offsets(cp, len(s.bottoms[0]))
     index = [":"] * axis + [f"{o}:{o} + {{1}}.shape[{axis + k}]" if o else
                             f":{{1}}.shape[{axis + k}]" for k, o in enumerate(offsets)]
     return Lowered(f"{{0}}[{', '.join(index)}]")
@@ -981,10 +976,9 @@ def _permute(layer, s):
 def _normalize(layer, s):
     _single(layer, s)
     c = s.bottoms[0][1]
-    shared = bool(layer.extra_value("norm_param", "channel_shared", True))
+    across, shared, eps = normalize_params(layer)
     return Lowered("{m}({0})", Ctor(torch_ops.Normalize, (c,), {
-        "across_spatial": bool(layer.extra_value("norm_param", "across_spatial", True)),
-        "channel_shared": shared, "eps": float(layer.extra_value("norm_param", "eps", 1e-10))},
+        "across_spatial": across, "channel_shared": shared, "eps": eps},
         {"weight": _f32(layer, 0)}), [("weight", None)])
 
 
@@ -1002,9 +996,7 @@ def _reduction(layer, s):
     _single(layer, s)
     rp = layer.param.reduction_param
     R = caffe_pb2.ReductionParameter
-    n = len(s.bottoms[0])
-    axis = rp.axis % n if n else 0
-    dims = tuple(range(axis, n))
+    dims = tuple(reduction_axes(rp, len(s.bottoms[0])))
     x = {R.SUM: "{0}", R.ASUM: "torch.abs({0})", R.SUMSQ: "{0} * {0}",
          R.MEAN: "{0}"}[rp.operation]
     fn = "mean" if rp.operation == R.MEAN else "sum"
@@ -1015,10 +1007,7 @@ def _reduction(layer, s):
 @converter("Tile")
 def _tile(layer, s):
     _single(layer, s)
-    tp = layer.param.tile_param
-    n = len(s.bottoms[0])
-    reps = [1] * n
-    reps[tp.axis % n] = tp.tiles
+    reps = tile_repeats(layer.param.tile_param, len(s.bottoms[0]))
     return Lowered(f"{{0}}.repeat({', '.join(map(str, reps))})")
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import html
 
-from .info import _bytes, _int, _si, analyze
+from .info import analyze, format_bytes, format_count
 from .net import Net
 from .render import block_of, dot_pipe, to_dot
 
@@ -45,21 +45,18 @@ def report_html(net: Net, *, rankdir: str = "TB", collapse: bool | str = False) 
             b["macs"] += r.macs
             b["memory"] += r.memory
     t = analysis.totals
-    inputs = ", ".join(f"{i['name']} {'×'.join(map(str, i['shape']))}"
-                       for i in analysis.inputs) or "none"
-    summary = (f"input {inputs}; {t['layers']} layers; learnable parameters {t['params']:,}, "
-               f"BatchNorm statistics {t['batchnorm']:,}; {_si(t['macs'])} MACs; activations "
-               f"{_bytes(t['memory'])}")
+    summary = (f"input {analysis.inputs_text()}; {t['layers']} layers; "
+               f"{analysis.totals_text()}")
     title = html.escape(net.name or "network")
     layer_table = _table("layers", _COLUMNS, rows,
                          ["total", f"{t['layers']} layers", "", "",
-                          _int(t["params"] + t["batchnorm"]), _int(t["macs"]),
-                          _bytes(t["memory"])])
+                          format_count(t["params"] + t["batchnorm"]), format_count(t["macs"]),
+                          format_bytes(t["memory"])])
     in_blocks = [sum(b[k] for b in blocks.values()) for k in ("layers", "params", "macs",
                                                                "memory")]
     block_table = _table("blocks", _BLOCK_COLUMNS, list(blocks.values()),
-                         [f"{len(blocks)} blocks", _int(in_blocks[0]), "", _int(in_blocks[1]),
-                          _int(in_blocks[2]), _bytes(in_blocks[3])]) \
+                         [f"{len(blocks)} blocks", format_count(in_blocks[0]), "", format_count(in_blocks[1]),
+                          format_count(in_blocks[2]), format_bytes(in_blocks[3])]) \
         if blocks else "<p>No blocks: no layer names share a block prefix.</p>"
     notes = "".join(f"<li>{html.escape(w)}</li>" for w in analysis.notes + analysis.warnings)
     return _PAGE.format(title=title, summary=html.escape(summary), svg=svg,
@@ -77,7 +74,7 @@ def _table(table_id: str, columns, rows, totals) -> str:
         for key, _, kind in columns:
             value = row[key]
             if kind == "num":
-                shown = _bytes(value) if key == "memory" and value else _int(value)
+                shown = format_bytes(value) if key == "memory" and value else format_count(value)
                 cells.append(f'<td data-v="{value}">{shown}</td>')
             else:
                 cells.append(f"<td>{html.escape(str(value))}</td>")

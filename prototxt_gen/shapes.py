@@ -421,8 +421,7 @@ def _flatten(layer, bottoms):
     p = layer.param
     bottom = _one_bottom(bottoms)
     fp = p.flatten_param
-    start = _axis(fp.axis, len(bottom))
-    end = _axis(fp.end_axis, len(bottom))
+    start, end = flatten_axes(fp, len(bottom))
     if end < start:
         raise ShapeMismatch(f"end_axis {fp.end_axis} comes before axis {fp.axis}")
     return [bottom[:start] + (math.prod(bottom[start:end + 1]),) + bottom[end + 1:]], []
@@ -477,10 +476,9 @@ def _reshape(layer, bottoms):
     rp = layer.param.reshape_param
     bottom = _one_bottom(bottoms)
     ndim = len(bottom)
-    start = rp.axis + ndim + 1 if rp.axis < 0 else rp.axis
+    start, end = reshape_span(rp, ndim)
     if not 0 <= start <= ndim:
         raise ShapeMismatch(f"reshape_param.axis {rp.axis} is out of range")
-    end = ndim if rp.num_axes == -1 else start + rp.num_axes
     if rp.num_axes < -1 or end > ndim:
         raise ShapeMismatch(f"reshape_param.num_axes {rp.num_axes} is out of range")
     dims = list(rp.shape.dim)
@@ -517,14 +515,9 @@ def _crop(layer, bottoms):
     data, ref = bottoms
     if len(data) != len(ref):
         raise ShapeMismatch(f"the reference {_fmt(ref)} must have as many axes as {_fmt(data)}")
-    axis = _axis(cp.axis, len(data))
-    offsets = list(cp.offset)
+    axis, offsets = crop_offsets(cp, len(data))
     n = len(data) - axis
-    if len(offsets) == 1:
-        offsets *= n
-    elif not offsets:
-        offsets = [0] * n
-    elif len(offsets) != n:
+    if len(offsets) != n:
         raise ShapeMismatch(f"{len(offsets)} offsets for {n} cropped axes")
     out = list(data)
     for k, off in zip(range(axis, len(data)), offsets):
@@ -553,6 +546,45 @@ def permute_order(layer: Layer, ndim: int) -> list[int]:
     return order + [k for k in range(ndim) if k not in order]
 
 
+def flatten_axes(fp, ndim: int) -> tuple[int, int]:
+    """Flatten's first and last merged axes, made non-negative."""
+    return _axis(fp.axis, ndim), _axis(fp.end_axis, ndim)
+
+
+def reshape_span(rp, ndim: int) -> tuple[int, int]:
+    """The axes [start, end) that Reshape's `shape` replaces (axis may count from the end,
+    where -1 means after the last axis; num_axes -1 means to the end)."""
+    start = rp.axis + ndim + 1 if rp.axis < 0 else rp.axis
+    return start, ndim if rp.num_axes == -1 else start + rp.num_axes
+
+
+def crop_offsets(cp, ndim: int) -> tuple[int, list[int]]:
+    """Crop's first cropped axis and one offset per cropped axis (one given offset serves
+    them all; none means 0)."""
+    axis = _axis(cp.axis, ndim)
+    offsets = list(cp.offset) or [0]
+    return axis, offsets * (ndim - axis) if len(offsets) == 1 else offsets
+
+
+def tile_repeats(tp, ndim: int) -> list[int]:
+    """Tile's repeat count per axis."""
+    reps = [1] * ndim
+    reps[_axis(tp.axis, ndim)] = tp.tiles
+    return reps
+
+
+def reduction_axes(rp, ndim: int) -> list[int]:
+    """The axes Reduction reduces: all from `axis` on."""
+    return list(range(_axis(rp.axis, ndim) if ndim else 0, ndim))
+
+
+def normalize_params(layer: Layer) -> tuple[bool, bool, float]:
+    """SSD's Normalize (a fork field): across_spatial, channel_shared, eps."""
+    return (bool(layer.extra_value("norm_param", "across_spatial", True)),
+            bool(layer.extra_value("norm_param", "channel_shared", True)),
+            float(layer.extra_value("norm_param", "eps", 1e-10)))
+
+
 def concat_axis(cp) -> int:
     """Concat's axis: `axis`, or the legacy `concat_dim` when only that is given."""
     return cp.axis if cp.HasField("axis") or not cp.HasField("concat_dim") else cp.concat_dim
@@ -566,8 +598,8 @@ def slice_axis(sp) -> int:
 @rule("Reduction")
 def _reduction(layer, bottoms):
     bottom = _one_bottom(bottoms)
-    axis = _axis(layer.param.reduction_param.axis, len(bottom)) if bottom else 0
-    return [bottom[:axis]], []
+    axes = reduction_axes(layer.param.reduction_param, len(bottom))
+    return [bottom[:axes[0]] if axes else bottom], []
 
 
 @rule("ArgMax")
@@ -601,7 +633,7 @@ def _tile(layer, bottoms):
 def _normalize(layer, bottoms):
     # SSD's fork layer: L2 normalization across channels with a learned scale per channel.
     bottom = _one_bottom(bottoms)
-    shared = layer.extra_value("norm_param", "channel_shared", True)
+    _, shared, _ = normalize_params(layer)
     return [bottom], [(1,) if shared else (bottom[1],)]
 
 
