@@ -40,7 +40,8 @@ examples:
   {PROG} --spec my_resnet.toml -o my_resnet.prototxt
       your own network; start from a file in templates/
 
-exit status: 0 success, 2 bad input or usage, 1 output could not be written"""
+exit status: 0 success, 2 bad input or usage, 1 output could not be written, 70 internal
+error (a bug: please report it)"""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -221,6 +222,14 @@ def _natural(name: str) -> list:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
 
 
+def _file_output(output: str, command: str) -> None:
+    """`-o -` means standard output for the text commands (generate, info, solver); the ones
+    that write binary files, or several, need a file name."""
+    if output == "-":
+        raise PrototxtGenError(f"-o -: {command} writes files, not standard output; give a "
+                               "file name")
+
+
 def _emit(text: str, output: str | None) -> None:
     if output and output != "-":
         from .fileio import atomic_write
@@ -379,6 +388,7 @@ def cmd_convert(argv: Sequence[str]) -> int:
                         "compare it with the PyTorch translation before writing it")
     _net_options(p)
     args = p.parse_args(argv)
+    _file_output(args.output, "convert")
     onnx_only = [o for o, v in (("--opset", args.opset), ("--static-batch", args.static_batch),
                                 ("--verify", args.verify)) if v]
     if onnx_only and args.to != "onnx":
@@ -501,6 +511,7 @@ def cmd_render(argv: Sequence[str]) -> int:
                         "ResNet unit names, or by REGEX's first group")
     _net_options(p)
     args = p.parse_args(argv)
+    _file_output(args.output, "render")
     if isinstance(args.collapse, str):
         import re
         try:
@@ -535,12 +546,14 @@ COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = COMMANDS.get(argv[0]) if argv else None
+    from .errors import one_line
+    previous = _install_handlers()
     try:
         if command:
             return command(argv[1:])
         return cmd_generate(argv)
     except PrototxtGenError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        print(f"{PROG}: error: {one_line(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except BrokenPipeError:
         # The reader went away (`| head`): stop quietly, as Python's docs recommend.
@@ -548,6 +561,72 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except _Terminated:
+        return 143
+    except Exception as exc:  # noqa: BLE001 -- the last resort: one line, never a traceback
+        return _internal_error(exc)
+    finally:
+        _restore_handlers(previous)
+
+
+INTERNAL_ERROR = 70  # EX_SOFTWARE (sysexits.h): a bug of ours, not the user's input
+DEBUG_VARIABLE = "PROTOTXT_GEN_DEBUG"
+
+
+def _internal_error(exc: BaseException) -> int:
+    """An exception nothing expected: one line naming it and where it came from (the
+    traceback with PROTOTXT_GEN_DEBUG=1), exit 70."""
+    from .errors import one_line
+    if os.environ.get(DEBUG_VARIABLE):
+        import traceback
+        traceback.print_exception(exc)
+    if isinstance(exc, MemoryError):
+        print(f"{PROG}: error: out of memory: the input asks for more than this machine has",
+              file=sys.stderr)
+        return 1
+    import traceback
+    frames = traceback.extract_tb(exc.__traceback__)
+    ours = [f for f in frames if "prototxt_gen" in f.filename] or frames
+    where = (f" at {os.path.basename(ours[-1].filename)}:{ours[-1].lineno} "
+             f"({ours[-1].name})") if ours else ""
+    detail = one_line(str(exc), 200)
+    print(f"{PROG}: internal error: {type(exc).__name__}{': ' + detail if detail else ''}{where}"
+          f" -- please report it (set {DEBUG_VARIABLE}=1 for the traceback)", file=sys.stderr)
+    return INTERNAL_ERROR
+
+
+class _Terminated(BaseException):
+    """SIGTERM, raised where the program is, so that files being written are cleaned up as on
+    Ctrl-C."""
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated()
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    from .errors import one_line
+    print(f"{PROG}: warning: {one_line(str(message))}", file=sys.stderr)
+
+
+def _install_handlers():
+    import signal
+    import warnings
+    previous = (warnings.showwarning, None)
+    warnings.showwarning = _show_warning  # a library's warning is one line like ours
+    try:
+        previous = (previous[0], signal.signal(signal.SIGTERM, _on_sigterm))
+    except ValueError:  # not the main thread: leave signals alone
+        pass
+    return previous
+
+
+def _restore_handlers(previous) -> None:
+    import signal
+    import warnings
+    warnings.showwarning = previous[0]
+    if previous[1] is not None:
+        signal.signal(signal.SIGTERM, previous[1])
 
 
 if __name__ == "__main__":

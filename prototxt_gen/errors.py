@@ -2,6 +2,28 @@
 or layer."""
 
 
+import re
+
+# Characters that would break a message across lines or hide text on a terminal: C0/C1
+# controls, the Unicode line and paragraph separators, bidirectional overrides.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]")
+
+
+def one_line(text: str, limit: int = 2000) -> str:
+    """`text` safe to print as one line: control and separator characters as escapes
+    (a newline as \\n), cut to `limit` characters."""
+    text = _UNSAFE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")  # lone surrogates
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def shown(value, limit: int = 200) -> str:
+    """A user's value quoted for a message: repr-like, at most `limit` characters."""
+    text = repr(value) if isinstance(value, str) else str(value)
+    text = one_line(text, 10**9)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 class PrototxtGenError(Exception):
     """Base class; the CLI prints these as one line and exits with `exit_code`."""
 
@@ -14,6 +36,11 @@ class SpecError(PrototxtGenError):
 
 class NetError(PrototxtGenError):
     """A network definition is inconsistent (unknown field, bad shape, missing blob...)."""
+
+
+class LimitError(PrototxtGenError):
+    """The input asks for more memory, layers or nesting than the limits allow (exit 2); the
+    message says which variable raises the limit."""
 
 
 class OutputError(PrototxtGenError):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import BinaryIO, Iterator
@@ -36,20 +37,16 @@ def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     """A temporary path beside `path` for the block to write (and check) a file at; it is
-    renamed over `path` when the block ends without an exception, else removed."""
+    renamed over `path` when the block ends without an exception (SIGTERM included, which the
+    CLI turns into one), else removed.
+
+    Only a regular file is replaced: a symbolic link, FIFO, device or directory at `path` is
+    refused rather than replaced by a file (as root, `-o /dev/null` would otherwise replace
+    the system's)."""
+    mode = check_target(path)
     path = Path(path)
-    if path.is_dir():
-        raise OutputError(f"{path}: is a directory")
     try:
-        mode = path.stat().st_mode & 0o777
-    except FileNotFoundError:
-        umask = os.umask(0)
-        os.umask(umask)
-        mode = 0o666 & ~umask
-    except OSError as exc:
-        raise OutputError(f"{path}: cannot write: {exc.strerror}") from None
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:64]}.", suffix=".part")
         os.close(fd)
     except OSError as exc:
         raise OutputError(f"{path}: cannot write: {exc.strerror}") from None
@@ -65,6 +62,47 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
         if isinstance(exc, OSError):
             raise OutputError(f"{path}: cannot write: {exc.strerror}") from None
         raise
+
+
+@contextlib.contextmanager
+def atomic_paths(*paths: str | os.PathLike) -> Iterator[list[str]]:
+    """atomic_path for files that belong together (a module and its weights): every target is
+    checked before anything is written, and all are renamed into place only when the block
+    succeeds, so a failure leaves none of them."""
+    for path in paths:
+        check_target(path)
+    with contextlib.ExitStack() as stack:
+        yield [stack.enter_context(atomic_path(path)) for path in paths]
+
+
+def check_target(path: str | os.PathLike) -> int:
+    """The mode a new file at `path` gets (an existing file's own); OutputError for a target
+    that is not a regular file or a name the system refuses."""
+    text = os.fspath(path)
+    if not text or text.endswith(("/", os.sep)):
+        raise OutputError(f"{text or repr(text)}: not a file name")
+    name = os.path.basename(text)
+    if len(name.encode("utf-8", "surrogateescape")) > 255 - len(".part") - 10:
+        raise OutputError(f"{text[:100]}...: file name too long")
+    try:
+        st = os.lstat(text)
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        if not os.path.isdir(os.path.dirname(text) or "."):
+            raise OutputError(f"{text}: no such directory") from None
+        return 0o666 & ~umask
+    except OSError as exc:
+        raise OutputError(f"{text}: cannot write: {exc.strerror}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise OutputError(f"{text}: is a directory")
+    if stat.S_ISLNK(st.st_mode):
+        raise OutputError(f"{text}: is a symbolic link; not replaced (write to its target, or "
+                          "remove the link)")
+    if not stat.S_ISREG(st.st_mode):
+        raise OutputError(f"{text}: is not a regular file (a device, FIFO or socket); not "
+                          "replaced")
+    return st.st_mode & 0o777
 
 
 def open_input(path: str | os.PathLike, what: str = "file", error: type = NetError,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import string
 from dataclasses import dataclass
 
-from .errors import SpecError
+from .errors import SpecError, one_line, shown
 
 # Placeholders each template may use.
 FIELDS = {
@@ -93,14 +93,22 @@ def make_naming(scheme: str, overrides: dict[str, str], source: str) -> Naming:
     templates = dict(SCHEMES[scheme])
     for kind, template in overrides.items():
         try:
-            used = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+            parts = [p for p in string.Formatter().parse(template) if p[1] is not None]
         except ValueError as exc:
-            raise SpecError(f"{source}: naming.{kind}: bad template \"{template}\": {exc}") \
+            raise SpecError(f"{source}: naming.{kind}: bad template {shown(template)}: {exc}") \
                 from None
-        unknown = used - set(FIELDS[kind])
-        if unknown:
-            allowed = ", ".join("{" + f + "}" for f in FIELDS[kind]) or "none"
-            raise SpecError(f"{source}: naming.{kind}: unknown placeholder "
-                            f"{{{sorted(unknown)[0]}}} (allowed: {allowed})")
+        allowed = ", ".join("{" + f + "}" for f in FIELDS[kind]) or "none"
+        for _, name, spec, conversion in parts:
+            # Only plain {field}: a format spec or conversion ({unit:d}, {unit!z}) would fail
+            # when names are made, and {unit.attr} would reach into Python objects.
+            written = "{" + name + (f"!{conversion}" if conversion else "") \
+                + (f":{spec}" if spec else "") + "}"
+            if name not in FIELDS[kind]:
+                raise SpecError(f"{source}: naming.{kind}: unknown placeholder "
+                                f"{one_line(written, 100)} (allowed: {allowed})")
+            if spec or conversion:
+                raise SpecError(f"{source}: naming.{kind}: placeholder "
+                                f"{one_line(written, 100)} takes no format or conversion "
+                                f"(write {{{name}}})")
         templates[kind] = template
     return Naming(templates)

@@ -19,6 +19,7 @@ from . import caffe_pb2
 from ._pb import is_repeated
 from .prototxt import format_message, get_layout
 from .errors import NetError
+from .limits import check_layers
 
 INPUT_STYLES = ("input_dim", "input_shape", "layer")
 
@@ -117,6 +118,7 @@ class Net:
         """Append a layer; `fields` are LayerParameter fields as plain values or nested dicts,
         e.g. ``convolution_param=dict(num_output=64, kernel_size=7, pad=3, stride=2)``.
         `top` defaults to the layer's name. Bottoms must already exist."""
+        check_layers(len(self.layers) + 1)
         bottoms = [bottom] if isinstance(bottom, str) else list(bottom)
         tops = [name] if top is None else ([top] if isinstance(top, str) else list(top))
         layer_names, known = self._index()
@@ -272,7 +274,8 @@ class Net:
                     cycle = self._cycle_through(k)
                     if cycle:
                         raise NetError(f"{where}: the graph has a cycle: "
-                                       + " -> ".join(f"'{c}'" for c in cycle))
+                                       + " -> ".join(c if c.startswith("... (") else f"'{c}'"
+                                                     for c in cycle))
                     raise NetError(f"{where}: bottom '{b}' is produced only later, by layer "
                                    f"'{self.layers[later[b]].name}' (Caffe runs layers in "
                                    "file order)")
@@ -290,26 +293,30 @@ class Net:
             for t in layer.top:
                 if t not in layer.bottom:
                     producers.setdefault(t, []).append(k)
-        path: list[int] = []
-        seen: set[int] = set()
-
-        def visit(k: int) -> bool:
-            path.append(k)
-            for b in self.layers[k].bottom:
-                for p in producers.get(b, ()):
-                    if p == start:
-                        return True
-                    if p not in seen:
-                        seen.add(p)
-                        if visit(p):
-                            return True
-            path.pop()
-            return False
-
-        if visit(start):
-            names = [self.layers[k].name for k in reversed(path)]
-            return names + [names[0]]
+        # Depth-first with an explicit stack: a cycle may run through any number of layers.
+        path = [start]
+        todo = [self._producers_of(start, producers)]
+        seen = {start}
+        while todo:
+            nxt = next(todo[-1], None)
+            if nxt is None:
+                todo.pop()
+                path.pop()
+                continue
+            if nxt == start:
+                names = [self.layers[k].name for k in reversed(path)]
+                names.append(names[0])
+                if len(names) > 12:
+                    names = names[:5] + [f"... ({len(names) - 10} more)"] + names[-5:]
+                return names
+            if nxt not in seen:
+                seen.add(nxt)
+                path.append(nxt)
+                todo.append(self._producers_of(nxt, producers))
         return None
+
+    def _producers_of(self, k: int, producers: dict[str, list[int]]) -> Iterator[int]:
+        return (p for b in self.layers[k].bottom for p in producers.get(b, ()))
 
 
 def input_layer_shapes(param: caffe_pb2.LayerParameter) -> list[tuple[int, ...]]:

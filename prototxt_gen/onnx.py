@@ -32,7 +32,7 @@ from .fuse import fuse as fold_affine
 from .net import Layer, Net, net_inputs, net_outputs
 from .shapes import (LayerShapes, affine_layout, concat_axis, conv_geometry, crop_offsets,
                      flatten_axes, infer, normalize_params, permute_order, reduction_axes,
-                     reshape_span, slice_axis, spatial, tile_repeats)
+                     reshape_span, shuffle_group, slice_axis, spatial, tile_repeats)
 
 DEFAULT_OPSET = 17
 OPSETS = range(13, 21)
@@ -432,7 +432,8 @@ def save_onnx(net: Net, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET,
 
     The weights go from their numpy buffers straight into the file (see _write_model): no
     copy of them is made in memory, however large the model."""
-    from .fileio import atomic_open, atomic_path
+    from .fileio import atomic_open, atomic_path, check_target
+    check_target(path)
     t = translate(net, opset=opset, fuse=fuse, dynamic_batch=dynamic_batch, outputs=outputs,
                   with_data=False)
     path = os.fspath(path)
@@ -442,6 +443,7 @@ def save_onnx(net: Net, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET,
     if external_data:
         data_name = os.path.basename(path) + ".data"
         data_path = os.path.join(os.path.dirname(path), data_name)
+        check_target(data_path)
         # The model refers to its data file by name, so the data goes to its final name.
         with atomic_open(data_path) as f:
             _write_external(f, t, data_name)
@@ -1034,7 +1036,7 @@ def _argmax(b):
 @converter("ShuffleChannel")
 def _shuffle_channel(b):
     _single(b)
-    group = int(b.layer.extra_value("shuffle_channel_param", "group", 1))
+    group = shuffle_group(b.layer)
     shape = b.s.bottoms[0]
     c, rest = shape[1], list(shape[2:])
     grouped = b.reshape(b.x[0], [0, group, c // group] + rest)

@@ -29,15 +29,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import caffe_pb2, torch_ops
-from .errors import NetError, untranslatable
+from .errors import NetError, one_line, shown, untranslatable
 from .fuse import (batchnorm_eps, batchnorm_scale_pairs, batchnorm_statistics,
                    value_readers)
 from .fuse import fuse as fold_affine
 from .net import Layer, Net, net_inputs, net_outputs
+from .limits import check_memory
 from .prototxt import format_float32
-from .shapes import (LayerShapes, affine_layout, concat_axis, conv_geometry, crop_offsets,
-                     flatten_axes, infer, normalize_params, permute_order, reduction_axes,
-                     reshape_span, slice_axis, spatial, tile_repeats)
+from .shapes import (LayerShapes, activation_bytes, affine_layout, concat_axis, conv_geometry,
+                     crop_offsets, flatten_axes, infer, new_weight_bytes, normalize_params,
+                     permute_order, reduction_axes, reshape_span, shuffle_group, slice_axis,
+                     spatial, tile_repeats)
 
 
 class Unsupported(Exception):
@@ -121,6 +123,8 @@ class Plan:
     # when an earlier statement already did this one's work); see _fast_paths.
     fast: dict[int, str] = field(default_factory=dict)
     fast_helpers: tuple[Callable, ...] = ()  # torch_ops functions the fast code calls
+    new_weights: int = 0      # bytes of initial weights for layers the net has none for
+    activations: int = 0      # bytes of every top of a forward pass
 
     @property
     def helpers(self) -> list[type]:
@@ -212,7 +216,8 @@ def plan(net: Net, fuse: bool = False) -> Plan:
     fast = _fast_paths(net, shapes, statements, index)
     merged = any("batch_norm_scale(" in code for code in fast.values())
     return Plan(net.name, inputs, outputs, statements, fuse, fast,
-                (torch_ops.batch_norm_scale,) if merged else ())
+                (torch_ops.batch_norm_scale,) if merged else (), new_weight_bytes(shapes),
+                activation_bytes(shapes))
 
 
 # Layers whose output is a new tensor that autograd does not need again: a ReLU may overwrite it.
@@ -370,10 +375,12 @@ def to_torch(net: Net, *, fuse: bool = False, class_name: str | None = None) -> 
     """The network as a PyTorch module in eval mode, with the net's weights (`layer.blobs`, as
     load_weights gives them) or, for layers without, PyTorch's default initialization. With
     fuse=True, BatchNorm/Scale/Bias chains are folded into the layer before them."""
+    check_class_name(class_name)
     return _module(plan(net, fuse), class_name or _class_name(net.name))
 
 
 def _module(p: Plan, cls_name: str) -> CaffeNet:
+    check_memory(p.new_weights, "PyTorch's initial weights for the layers without weights")
     attrs = {
         "forward": _compile(forward_source(p), cls_name),
         "_forward_blobs": _compile(forward_source(p, record=True), cls_name),
@@ -432,6 +439,12 @@ def _tensor(arr: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(arr)
 
 
+def check_class_name(name: str | None) -> None:
+    if name is not None and (not name.isidentifier() or keyword.iskeyword(name)
+                             or not name.isascii()):
+        raise NetError(f"class name {shown(name)} is not a Python identifier")
+
+
 def _class_name(name: str) -> str:
     parts = [p for p in sanitize(name or "CaffeNet").replace("-", "_").split("_") if p]
     ident = "".join(p[:1].upper() + p[1:] for p in parts) or "CaffeNet"
@@ -444,6 +457,7 @@ def to_source(net: Net, *, fuse: bool = False, class_name: str | None = None,
               weights_file: str | None = None) -> str:
     """A self-contained Python file defining the network as a plain nn.Module (needs torch
     only). Load weights saved with save_python (or any state_dict of the same structure)."""
+    check_class_name(class_name)
     return _source(plan(net, fuse), class_name or _class_name(net.name), weights_file)
 
 
@@ -453,12 +467,12 @@ def _source(p: Plan, cls_name: str, weights_file: str | None) -> str:
     init = [f"        self.{st.attr} = {st.lowered.module.source()}"
             for st in p.statements if st.attr]
     body = forward_source(p).replace("\n", "\n    ").rstrip() + "\n"
-    load = weights_file or f"{cls_name.lower()}.pth"
-    names = ", ".join(b for b, _, _ in p.inputs)
+    load = _doc(weights_file or f"{cls_name.lower()}.pth")
+    names = ", ".join(_doc(b) for b, _, _ in p.inputs)
     shape = ", ".join(map(str, p.inputs[0][2])) if p.inputs else ""
-    return f'''"""{cls_name}: {p.name or 'a Caffe network'} translated from Caffe by prototxt-gen {__version__}{' (BatchNorm/Scale fused)' if p.fused else ''}.
+    return f'''"""{cls_name}: {_doc(p.name) or 'a Caffe network'} translated from Caffe by prototxt-gen {__version__}{' (BatchNorm/Scale fused)' if p.fused else ''}.
 
-Needs only PyTorch. Inputs: {names or 'none'}; outputs: {', '.join(b for b, _ in p.outputs)}.
+Needs only PyTorch. Inputs: {names or 'none'}; outputs: {', '.join(_doc(b) for b, _ in p.outputs)}.
 
     model = {cls_name}()
     model.load_state_dict(torch.load("{load}"))
@@ -479,21 +493,29 @@ class {cls_name}(nn.Module):
     {body}'''
 
 
+def _doc(text: str) -> str:
+    """A Caffe name as docstring text: it can neither end the docstring nor start an escape
+    (backslashes and quotes escaped, line breaks and separators shown as escapes)."""
+    return one_line(text, 200).replace("\\", "\\\\").replace('"', '\\"')
+
+
 def save_python(net: Net, path: str | os.PathLike, *, fuse: bool = False,
                 class_name: str | None = None) -> tuple[str, str]:
     """Write PATH (.py source) and its state_dict beside it (PATH with .pth); returns both
     paths. Both are written to temporary files first and renamed when complete."""
-    from .fileio import atomic_open, atomic_write
+    from .fileio import atomic_paths
     path = os.fspath(path)
     stem = path[:-3] if path.endswith(".py") else path
     weights = stem + ".pth"
     p = plan(net, fuse)
+    check_class_name(class_name)
     cls_name = class_name or _class_name(net.name)
     model = _module(p, cls_name)
     source = _source(p, cls_name, os.path.basename(weights))
-    with atomic_open(weights) as f:
-        torch.save(model.state_dict(), f)
-    atomic_write(path, source)
+    with atomic_paths(path, weights) as (tmp_source, tmp_weights):
+        with open(tmp_source, "w", encoding="utf-8") as f:
+            f.write(source)
+        torch.save(model.state_dict(), tmp_weights)
     return path, weights
 
 
@@ -502,7 +524,14 @@ def save_exported(net: Net, path: str | os.PathLike, *, fuse: bool = False,
     """Write the module as a torch.export program with a dynamic batch dimension: loading it
     needs torch only (`torch.export.load(path).module()`)."""
     from .fileio import atomic_open
-    model = to_torch(net, fuse=fuse, class_name=class_name)
+    p = plan(net, fuse)
+    check_class_name(class_name)
+    # Export traces the module on example inputs and keeps copies of the weights (measured:
+    # 3x a 400 MB layer), the inputs and (at most) every top.
+    check_memory(3 * p.new_weights + p.activations
+                 + 4 * sum(math.prod(s) for _, _, s in p.inputs),
+                 "exporting (initial weights, example inputs and activations)")
+    model = _module(p, class_name or _class_name(net.name))
     if not model.input_names:
         raise NetError("the net declares no input")
     example = tuple(torch.zeros(shape) for shape in model.input_shapes)
@@ -1014,7 +1043,7 @@ def _tile(layer, s):
 @converter("ShuffleChannel")
 def _shuffle_channel(layer, s):
     _single(layer, s)
-    group = int(layer.extra_value("shuffle_channel_param", "group", 1))
+    group = shuffle_group(layer)
     return Lowered(f"F.channel_shuffle({{0}}, {group})")
 
 

@@ -13,7 +13,7 @@ import os
 import re
 from dataclasses import dataclass, field
 
-from .errors import OutputError, PrototxtGenError
+from .errors import OutputError, PrototxtGenError, one_line
 from .net import Layer, Net, net_inputs
 from .shapes import LayerShapes, infer, spatial
 
@@ -241,16 +241,22 @@ def _dims(shape) -> str:
 # -- DOT ------------------------------------------------------------------------------------------
 
 def to_dot(net: Net, *, rankdir: str = "TB", collapse: bool | str = False) -> str:
-    """The Graphviz DOT source of the picture (no `dot` program needed)."""
-    import graphviz
+    """The Graphviz DOT source of the picture (no `dot` program needed). Every name from the
+    net is quoted by dot_string, so none can end a string, start an HTML label or expand
+    Graphviz's \\N-style escapes."""
     pic = picture(net, collapse)
-    g = graphviz.Digraph(pic.name or "net", graph_attr={
-        "rankdir": rankdir, "fontname": "Helvetica", "nodesep": "0.25", "ranksep": "0.35",
-        "label": pic.name, "labelloc": "t"},
-        node_attr={"shape": "box", "style": "rounded,filled", "fontname": "Helvetica",
-                   "fontsize": "11", "penwidth": "0.8"},
-        edge_attr={"fontname": "Helvetica", "fontsize": "9", "color": "#555555",
-                   "arrowsize": "0.6"})
+    out = [f"digraph {dot_string(pic.name or 'net')} {{"]
+
+    def stmt(head: str, attrs: dict[str, str], indent: str = "\t") -> None:
+        out.append(f"{indent}{head} [" + " ".join(f"{k}={dot_string(v)}"
+                                                   for k, v in attrs.items()) + "]")
+
+    stmt("graph", {"rankdir": rankdir, "fontname": "Helvetica", "nodesep": "0.25",
+                   "ranksep": "0.35", "label": pic.name, "labelloc": "t"})
+    stmt("node", {"shape": "box", "style": "rounded,filled", "fontname": "Helvetica",
+                  "fontsize": "11", "penwidth": "0.8"})
+    stmt("edge", {"fontname": "Helvetica", "fontsize": "9", "color": "#555555",
+                  "arrowsize": "0.6"})
     used: dict[str, str] = {}
     # DOT ids are plain (n0, n1...: Caffe names may hold ':' which DOT reads as a port); the
     # SVG element of each node gets our id (`input:data`, `layer:conv1`, `block:res2a`).
@@ -260,35 +266,53 @@ def to_dot(net: Net, *, rankdir: str = "TB", collapse: bool | str = False) -> st
         used[fam] = colour
         lines = [node.name] + ([] if node.block else [node.type]) + node.params
         lines += [f"{name} ({t})" for name, t in node.merged]
-        g.node(dot_id[node.id], "\n".join(lines), fillcolor=colour, tooltip=_tooltip(node),
-               id=node.id, **{"class": _css(fam)})
+        stmt(dot_id[node.id], {"label": lines, "class": _css(fam), "fillcolor": colour,
+                               "id": node.id, "tooltip": _tooltip(node)})
     for e in pic.edges:
-        g.edge(dot_id[e.src], dot_id[e.dst], label=_dims(e.shape),
-               tooltip=f"{e.blob}: {_dims(e.shape) or 'shape unknown'}")
-    with g.subgraph(name="cluster_legend") as legend:
-        legend.attr(label="legend", fontsize="10", style="rounded", color="#999999")
-        order = [f for f in list(FAMILIES) + [OTHER[0]] if f in used]
-        for k, fam in enumerate(order):
-            legend.node(f"legend{k}", fam, fillcolor=used[fam], fontsize="9",
-                        id=f"legend:{fam}", **{"class": "legend"})
-        for k in range(len(order) - 1):
-            legend.edge(f"legend{k}", f"legend{k + 1}", style="invis")
-    return g.source
+        stmt(f"{dot_id[e.src]} -> {dot_id[e.dst]}",
+             {"label": _dims(e.shape), "tooltip": f"{e.blob}: {_dims(e.shape) or 'shape unknown'}"})
+    out.append("\tsubgraph cluster_legend {")
+    stmt("graph", {"color": "#999999", "fontsize": "10", "label": "legend", "style": "rounded"},
+         "\t\t")
+    order = [f for f in list(FAMILIES) + [OTHER[0]] if f in used]
+    for k, fam in enumerate(order):
+        stmt(f"legend{k}", {"label": fam, "class": "legend", "fillcolor": used[fam],
+                            "fontsize": "9", "id": f"legend:{fam}"}, "\t\t")
+    for k in range(len(order) - 1):
+        stmt(f"legend{k} -> legend{k + 1}", {"style": "invis"}, "\t\t")
+    out.append("\t}")
+    out.append("}")
+    return "\n".join(out) + "\n"
+
+
+_DOT_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|-?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)")
+_DOT_KEYWORDS = {"node", "edge", "graph", "digraph", "subgraph", "strict"}
+
+
+def dot_string(value: str | list[str]) -> str:
+    """A DOT double-quoted string that shows `value` literally (a list: one line each).
+    Backslashes and quotes are escaped, so Graphviz's escapes (\\N, \\l...) and HTML labels
+    never apply; control and separator characters are shown as escapes."""
+    if isinstance(value, str) and _DOT_ID.fullmatch(value) and value.lower() not in _DOT_KEYWORDS:
+        return value
+    lines = value if isinstance(value, list) else [value]
+    body = "\\n".join(one_line(line, 10**6).replace("\\", "\\\\").replace('"', '\\"')
+                       for line in lines)
+    return f'"{body}"'
 
 
 def _css(name: str) -> str:
     return re.sub(r"[^a-z]+", "-", name)
 
 
-def _tooltip(node: Node) -> str:
+def _tooltip(node: Node) -> list[str]:
     """What hovering a node shows: every layer it stands for, with its parameters, the
     in-place layers after it and its output shapes; one line each."""
     if node.block:
-        return "\n".join([f"{node.name}: {node.params[0]}"]
-                         + [_tooltip(member) for member in node.members])
-    return "; ".join([f"{node.name} ({node.type})"] + node.params
+        return [f"{node.name}: {node.params[0]}"] + [_tooltip(m)[0] for m in node.members]
+    return ["; ".join([f"{node.name} ({node.type})"] + node.params
                      + [f"{name} ({t})" for name, t in node.merged]
-                     + [f"→ {blob} {_dims(shape) or '?'}" for blob, shape in node.outputs])
+                     + [f"→ {blob} {_dims(shape) or '?'}" for blob, shape in node.outputs])]
 
 
 def render(net: Net, path: str | os.PathLike, *, fmt: str | None = None,

@@ -9,7 +9,7 @@ import difflib
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .errors import SpecError
+from .errors import SpecError, one_line
 
 REQUIRED = object()
 
@@ -25,12 +25,17 @@ class Key:
     doc: str = ""
 
 
-def _int(v: Any, low: int) -> Any:
-    return v if isinstance(v, int) and not isinstance(v, bool) and v >= low else None
+# The largest integer a spec may give: Caffe's int32 fields (axis, pad...) hold no more, and
+# its uint32 ones (num_output, kernel_size) no sensible net comes near.
+INT_MAX = 2**31 - 1
 
 
-def positive_int(default: Any = REQUIRED, doc: str = "") -> Key:
-    return Key(lambda v: _int(v, 1), "a positive integer", default, doc)
+def _int(v: Any, low: int, high: int = INT_MAX) -> Any:
+    return v if isinstance(v, int) and not isinstance(v, bool) and low <= v <= high else None
+
+
+def positive_int(default: Any = REQUIRED, doc: str = "", high: int = INT_MAX) -> Key:
+    return Key(lambda v: _int(v, 1, high), "a positive integer", default, doc)
 
 
 def non_negative_int(default: Any = REQUIRED, doc: str = "") -> Key:
@@ -52,7 +57,7 @@ def string(default: Any = REQUIRED, doc: str = "") -> Key:
 
 
 def choice(*options: str, default: Any = REQUIRED, doc: str = "") -> Key:
-    return Key(lambda v: v if v in options else None,
+    return Key(lambda v: v if isinstance(v, str) and v in options else None,
                "one of " + ", ".join(f'"{o}"' for o in options), default, doc)
 
 
@@ -80,21 +85,29 @@ def number(default: Any = REQUIRED, doc: str = "") -> Key:
 
 def int_or(*words: str, default: Any = REQUIRED, doc: str = "") -> Key:
     quoted = " or ".join(f'"{w}"' for w in words)
-    return Key(lambda v: v if v in words or _int(v, 1) is not None else None,
-               f"a positive integer or {quoted}", default, doc)
+    return Key(lambda v: v if (isinstance(v, str) and v in words) or _int(v, 1) is not None
+               else None, f"a positive integer or {quoted}", default, doc)
 
 
-def show(value: Any) -> str:
-    """A value as the user wrote it in TOML."""
+def show(value: Any, limit: int = 200) -> str:
+    """A value as the user wrote it in TOML, cut to about `limit` characters."""
+    text = _show(value, 0)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _show(value: Any, depth: int) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        return f'"{value}"'
+        return '"' + one_line(value, 200) + '"'
     if isinstance(value, dict):
         return "a table"
     if isinstance(value, list):
-        return "[" + ", ".join(show(v) for v in value) + "]"
-    return str(value)
+        if depth >= 3:
+            return "[...]"
+        return "[" + ", ".join(_show(v, depth + 1) for v in value[:10]) \
+            + (", ..." if len(value) > 10 else "") + "]"
+    return one_line(str(value), 200)
 
 
 def check_table(table: Any, keys: dict[str, Key], source: str, path: str,
@@ -119,7 +132,10 @@ def check_table(table: Any, keys: dict[str, Key], source: str, path: str,
             continue
         checked = key.check(table[name])
         if checked is None:
-            raise SpecError(f"{source}: {join(path, name)}: expected {key.expected}, "
+            big = [v for v in (table[name] if isinstance(table[name], list) else [table[name]])
+                   if isinstance(v, int) and abs(v) > INT_MAX]
+            limit = f" (at most {INT_MAX}, what Caffe's fields hold)" if big else ""
+            raise SpecError(f"{source}: {join(path, name)}: expected {key.expected}{limit}, "
                             f"got {show(table[name])}")
         values[name] = checked
     return values

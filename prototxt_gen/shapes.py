@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 
 from . import caffe_pb2
 from ._pb import is_repeated
-from .errors import NetError
+from .errors import NetError, shown
 from .net import Layer, Net, input_layer_shapes
 
 Shape = tuple[int, ...]
@@ -80,6 +80,10 @@ def infer(net: Net, partial: bool = False) -> list[LayerShapes]:
             if len(tops) < len(layer.top):
                 raise NetError(f"{where}: has {len(layer.top)} tops, the layer type produces "
                                f"{len(tops)}")
+            for shape in list(tops[:len(layer.top)]) + list(weights):
+                if any(d < 0 for d in shape) or math.prod(shape) > MAX_VALUES:
+                    raise NetError(f"{where}: shape {_fmt(shape)} is beyond what any machine "
+                                   "holds (more than 2^53 values, or negative)")
         except NetError:
             if not partial:
                 raise
@@ -117,6 +121,23 @@ def count_params(shapes: Sequence[LayerShapes]) -> ParamCount:
         else:
             learnable += n
     return ParamCount(learnable, batchnorm)
+
+
+def new_weight_bytes(shapes: Sequence[LayerShapes]) -> int:
+    """Bytes of float32 weights for the layers that hold none yet: what a back end allocates
+    from nothing (placeholders, PyTorch's initial values)."""
+    return 4 * sum(math.prod(b) for s in shapes if not s.layer.blobs for b in s.blobs)
+
+
+def activation_bytes(shapes: Sequence[LayerShapes]) -> int:
+    """Bytes of every float32 top a forward pass computes (an upper bound on what running the
+    net holds at once)."""
+    return 4 * sum(math.prod(t) for s in shapes for t in s.tops if t is not None)
+
+
+# More values than any machine holds, and more than int64 shape arithmetic (ONNX, NumPy,
+# torch) can express: a blob past this is an error, not a shape.
+MAX_VALUES = 2**53
 
 
 # -- helpers --------------------------------------------------------------------------------------
@@ -185,6 +206,8 @@ def conv_geometry(cp, bottom: Shape):
         raise ShapeMismatch(f"dilation has {len(dilation)} values for {n} spatial axes")
     if any(k == 0 for k in kernel) or any(s == 0 for s in stride) or any(d == 0 for d in dilation):
         raise ShapeMismatch("kernel, stride and dilation must be positive")
+    if cp.num_output == 0:  # Caffe: CHECK_GT(num_output_, 0)
+        raise ShapeMismatch("num_output must be positive")
     channels = bottom[axis]
     group = cp.group
     if group == 0 or channels % group or cp.num_output % group:
@@ -295,6 +318,8 @@ def _inner_product(layer, bottoms):
     axis = _axis(ip.axis, len(bottom))
     k = math.prod(bottom[axis:])
     n = ip.num_output
+    if n == 0:
+        raise ShapeMismatch("num_output must be positive")
     blobs = [(k, n) if ip.transpose else (n, k)]
     if ip.bias_term:
         blobs.append((n,))
@@ -363,9 +388,28 @@ def _bias(layer, bottoms):
 
 
 @rule("ReLU", "Sigmoid", "TanH", "AbsVal", "BNLL", "ELU", "Power", "Exp", "Log", "Dropout",
-      "Threshold", "Clip", "Swish", "LRN", "MVN", "ReLU6", "ShuffleChannel")
+      "Threshold", "Clip", "Swish", "LRN", "MVN", "ReLU6")
 def _same_shape(layer, bottoms):
     return [_one_bottom(bottoms)], []
+
+
+def shuffle_group(layer: Layer) -> int:
+    """ShuffleChannel's group (a fork field, so any value may come): a positive integer."""
+    group = layer.extra_value("shuffle_channel_param", "group", 1)
+    if not isinstance(group, int) or isinstance(group, bool) or group < 1:
+        raise ShapeMismatch(f"shuffle_channel_param.group must be a positive integer, not "
+                            f"{shown(group)}")
+    return group
+
+
+@rule("ShuffleChannel")
+def _shuffle_channel(layer, bottoms):
+    bottom = _one_bottom(bottoms)
+    group = shuffle_group(layer)
+    if len(bottom) < 2 or bottom[1] % group:
+        raise ShapeMismatch(f"group {group} does not divide the "
+                            f"{bottom[1] if len(bottom) > 1 else 'missing'} channels")
+    return [bottom], []
 
 
 @rule("PReLU")

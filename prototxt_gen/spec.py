@@ -90,6 +90,8 @@ _TOML_POS = re.compile(r"^(.*) \(at line (\d+), column (\d+)\)$")
 def parse_spec(text: str, source: str = "<spec>") -> Spec:
     try:
         doc = tomllib.loads(text)
+    except RecursionError:  # tomllib parses nested arrays and tables recursively
+        raise SpecError(f"{source}: invalid TOML: arrays or tables nested too deep") from None
     except tomllib.TOMLDecodeError as exc:
         message = str(exc)
         m = _TOML_POS.match(message)
@@ -170,7 +172,7 @@ def _kind(table: Any, registry: dict[str, Kind], key: str, source: str, path: st
         raise SpecError(f"{source}: {path}: missing required key '{key}' "
                         f"(one of: {', '.join(registry)})")
     name = table[key]
-    if name not in registry:
+    if not isinstance(name, str) or name not in registry:
         kind_word = "block kind" if key == "block" else f"{path} kind"
         raise SpecError(f"{source}: {path}.{key}: unknown {kind_word} {show(name)} "
                         f"(known: {', '.join(registry)})")

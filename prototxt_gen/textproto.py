@@ -13,6 +13,7 @@ import bisect
 import codecs
 import math
 import re
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -25,7 +26,7 @@ from .errors import NetError
 
 _TOKEN = re.compile(r"""
     (?P<space>[ \t\r\n\f\v,;]+|\#[^\n]*)
-  | (?P<string>"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*')
+  | (?P<string>"(?:[^"\\\n]++|\\.)*+"|'(?:[^'\\\n]++|\\.)*+')
   | (?P<word>[A-Za-z0-9_.+\-]+)
   | (?P<punct>[{}<>\[\]:])
 """, re.VERBOSE)
@@ -39,7 +40,11 @@ _TRUE = {"true", "True", "t", "1"}
 _FALSE = {"false", "False", "f", "0"}
 
 
-@dataclass
+# How deep messages may nest. Caffe's own nets need 4; protobuf's TextFormat parser stops at 100.
+MAX_DEPTH = 100
+
+
+@dataclass(slots=True)
 class Token:
     kind: str   # "string", "word", "punct" or "end"
     text: str
@@ -47,7 +52,7 @@ class Token:
     body: str | None = None  # adjacent strings joined: the concatenated, still escaped body
 
 
-@dataclass
+@dataclass(slots=True)
 class Entry:
     """One `name: value` or `name { ... }` of the text; `value` is a Token or a list of
     Entries (a sub-message) or, for `name: [a, b]`, a list of those."""
@@ -115,6 +120,7 @@ class _Reader:
         self._lines: list[int] | None = None
         self.unknown: list[Unknown] = []
         self.i = 0
+        self.depth = 0
         self.tokens = self._tokenize()
 
     def _tokenize(self) -> list[Token]:
@@ -160,6 +166,11 @@ class _Reader:
     # -- grammar: message := entry* ; entry := name [':'] (block | '[' values ']' | value)
 
     def entries(self, closer: str | None) -> list[Entry]:
+        if closer:
+            self.depth += 1
+            if self.depth > MAX_DEPTH:
+                self.fail(self.tokens[self.i - 1].pos,
+                          f"messages nested more than {MAX_DEPTH} deep")
         out = []
         while True:
             tok = self.peek()
@@ -169,6 +180,7 @@ class _Reader:
                 return out
             if tok.kind == "punct" and tok.text == closer:
                 self.i += 1
+                self.depth -= 1
                 return out
             if tok.kind != "word" or not (tok.text[0].isalpha() or tok.text[0] == "_"):
                 self.fail(tok.pos, f"expected a field name, found {_describe(tok)}")
@@ -265,7 +277,10 @@ class _Reader:
         if cpp == FieldDescriptor.CPPTYPE_STRING:
             if tok.kind != "string":
                 self.fail(tok.pos, f"{what} expects a quoted string, found {text}")
-            raw = _unescape(_raw(tok))
+            try:
+                raw = _unescape(_raw(tok))
+            except _BadEscape as exc:
+                self.fail(tok.pos, f"{what}: {exc}")
             if fd.type == FieldDescriptor.TYPE_BYTES:
                 return raw
             try:
@@ -307,7 +322,10 @@ class _Reader:
     def unknown_field(self, msg: Message, e: Entry, path: str,
                       layer: tuple[str, int] | None) -> None:
         line, col = self.where(e.pos)
-        value = _plain(e.value, e.is_list)
+        try:
+            value = _plain(e.value, e.is_list)
+        except _BadEscape as exc:
+            self.fail(e.pos, f"{path}{e.name}: {exc}")
         item = Unknown(f"{path}{e.name}", msg.DESCRIPTOR.full_name, value, line, col,
                        layer[0] if layer else None, layer[1] if layer else None)
         rule = FORK_FIELDS.get((msg.DESCRIPTOR.full_name, e.name))
@@ -339,9 +357,19 @@ def _raw(tok: Token) -> str:
     return tok.body if tok.body is not None else tok.text[1:-1]
 
 
+class _BadEscape(ValueError):
+    pass
+
+
 def _unescape(body: str) -> bytes:
     # C escapes (\n, \", \123, \x41) as TextFormat writes them; non-ASCII text stays UTF-8.
-    return codecs.escape_decode(body.encode("utf-8", "surrogateescape"))[0]
+    # An unknown escape (\q) stays as written, as protobuf's tokenizer keeps it.
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return codecs.escape_decode(body.encode("utf-8", "surrogateescape"))[0]
+    except ValueError as exc:
+        raise _BadEscape(f"bad escape in a string: {exc}") from None
 
 
 def _int(text: str) -> int | None:

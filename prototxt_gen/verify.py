@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import PrototxtGenError
+from .errors import PrototxtGenError, one_line
 from .net import Net, net_inputs
 
 
@@ -54,16 +54,30 @@ def verify_onnx(net: Net, model: bytes | str, *, fuse: bool = False, seed: int =
     import onnxruntime as ort
     import torch
 
+    from .limits import check_memory
     from .pytorch import to_torch
+    from .shapes import activation_bytes, infer
+    scale = (batch or 1) / max(1, min((s[0] for _, s in net_inputs(net) if s), default=1))
+    # Both runtimes hold the weights and run every layer on the same input.
+    check_memory(int(2 * scale * activation_bytes(infer(net))),
+                 "--verify (running the model in onnxruntime and PyTorch)")
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
     xs = random_inputs(net, seed, batch)
-    names = [i.name for i in session.get_inputs()]
-    got = session.run(None, dict(zip(names, xs)))
+    try:
+        session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        names = [i.name for i in session.get_inputs()]
+        got = session.run(None, dict(zip(names, xs)))
+    except Exception as exc:  # onnxruntime's own exception types, one per failure kind
+        raise VerificationError(f"--verify: onnxruntime cannot run the model: "
+                                f"{one_line(str(exc), 300)}") from None
     module = to_torch(net, fuse=fuse)
-    with torch.no_grad():
-        ref = module(*map(torch.from_numpy, xs))
+    try:
+        with torch.no_grad():
+            ref = module(*map(torch.from_numpy, xs))
+    except RuntimeError as exc:
+        raise VerificationError(f"--verify: the PyTorch translation cannot run the model: "
+                                f"{one_line(str(exc), 300)}") from None
     refs = [ref] if isinstance(ref, torch.Tensor) else list(ref)
     return compare([o.name for o in session.get_outputs()], got,
                    [r.numpy() for r in refs], "onnxruntime", "the PyTorch translation")
