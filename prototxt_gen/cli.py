@@ -5,6 +5,7 @@ Generating a network must stay fast and light: nothing here imports torch, onnx 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 import sys
@@ -49,13 +50,16 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{PROG}: error: {message} (see '{PROG} --help')\n")
 
 
+INT_MAX = 2**31 - 1  # what Caffe's int32 fields (input_dim, batch_size...) hold
+
+
 def _shape(text: str) -> tuple[int, ...]:
     parts = re.split(r"[,x×]", text.strip())
     try:
         dims = tuple(int(p) for p in parts)
     except ValueError:
         dims = ()
-    if len(dims) != 4 or any(d < 1 for d in dims):
+    if len(dims) != 4 or any(not 1 <= d <= INT_MAX for d in dims):
         raise argparse.ArgumentTypeError(
             f"expected N,C,H,W (four positive integers), got '{text}'")
     return dims
@@ -66,7 +70,7 @@ def _iterations(text: str) -> tuple[int, ...]:
         values = tuple(int(v) for v in text.split(","))
     except ValueError:
         values = ()
-    if not values or any(v < 1 for v in values):
+    if not values or any(not 1 <= v <= INT_MAX for v in values):
         raise argparse.ArgumentTypeError(f"expected iterations like 150000,300000, got '{text}'")
     return values
 
@@ -76,8 +80,19 @@ def _positive(text: str) -> int:
         value = int(text)
     except ValueError:
         value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'")
+    if not 1 <= value <= INT_MAX:
+        raise argparse.ArgumentTypeError(f"expected a positive integer (at most {INT_MAX}), "
+                                         f"got '{text}'")
+    return value
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got '{text}'")
     return value
 
 
@@ -175,17 +190,17 @@ def cmd_solver(argv: Sequence[str]) -> int:
     p.add_argument("model", nargs="?", help="a built-in model whose spec's [solver] to use")
     p.add_argument("--spec", metavar="FILE", help="... or a spec file's")
     p.add_argument("--net", help=f"the train_val prototxt (default {d.net})")
-    p.add_argument("--base-lr", type=float, help=f"default {d.base_lr}")
+    p.add_argument("--base-lr", type=_number, help=f"default {d.base_lr}")
     p.add_argument("--lr-policy", choices=("multistep", "poly"),
                    help=f"default {d.lr_policy}")
     p.add_argument("--stepvalue", type=_iterations, metavar="I,J,...",
                    help="multistep: iterations that divide the rate (default "
                         f"{','.join(map(str, d.stepvalue))})")
-    p.add_argument("--gamma", type=float, help=f"multistep: the factor (default {d.gamma})")
-    p.add_argument("--power", type=float, help=f"poly: the exponent (default {d.power})")
+    p.add_argument("--gamma", type=_number, help=f"multistep: the factor (default {d.gamma})")
+    p.add_argument("--power", type=_number, help=f"poly: the exponent (default {d.power})")
     p.add_argument("--max-iter", type=_positive, help=f"default {d.max_iter}")
-    p.add_argument("--momentum", type=float, help=f"default {d.momentum}")
-    p.add_argument("--weight-decay", type=float, help=f"default {d.weight_decay}")
+    p.add_argument("--momentum", type=_number, help=f"default {d.momentum}")
+    p.add_argument("--weight-decay", type=_number, help=f"default {d.weight_decay}")
     p.add_argument("--test-iter", type=_positive, help=f"default {d.test_iter}")
     p.add_argument("--test-interval", type=_positive, help=f"default {d.test_interval}")
     p.add_argument("--snapshot", type=_positive, help=f"default {d.snapshot}")
@@ -580,15 +595,21 @@ def _internal_error(exc: BaseException) -> int:
     if os.environ.get(DEBUG_VARIABLE):
         import traceback
         traceback.print_exception(exc)
-    if isinstance(exc, MemoryError):
+    if isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError)
+                                        and "can't allocate memory" in str(exc)):  # torch's
         print(f"{PROG}: error: out of memory: the input asks for more than this machine has",
               file=sys.stderr)
         return 1
     import traceback
     frames = traceback.extract_tb(exc.__traceback__)
-    ours = [f for f in frames if "prototxt_gen" in f.filename] or frames
-    where = (f" at {os.path.basename(ours[-1].filename)}:{ours[-1].lineno} "
-             f"({ours[-1].name})") if ours else ""
+    where = ""
+    if frames:  # where it was raised and, if that is another library, the last place of ours
+        where = f" at {os.path.basename(frames[-1].filename)}:{frames[-1].lineno} " \
+                f"({frames[-1].name})"
+        ours = [f for f in frames if os.sep + "prototxt_gen" + os.sep in f.filename]
+        if ours and ours[-1] is not frames[-1]:
+            where += f", from {os.path.basename(ours[-1].filename)}:{ours[-1].lineno} " \
+                     f"({ours[-1].name})"
     detail = one_line(str(exc), 200)
     print(f"{PROG}: internal error: {type(exc).__name__}{': ' + detail if detail else ''}{where}"
           f" -- please report it (set {DEBUG_VARIABLE}=1 for the traceback)", file=sys.stderr)

@@ -90,7 +90,7 @@ def check_target(path: str | os.PathLike) -> int:
         umask = os.umask(0)
         os.umask(umask)
         if not os.path.isdir(os.path.dirname(text) or "."):
-            raise OutputError(f"{text}: no such directory") from None
+            raise OutputError(f"{text}: cannot write: No such file or directory") from None
         return 0o666 & ~umask
     except OSError as exc:
         raise OutputError(f"{text}: cannot write: {exc.strerror}") from None

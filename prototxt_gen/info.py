@@ -7,6 +7,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 
+from .errors import one_line
 from .net import Net
 from .shapes import infer, macs
 
@@ -51,7 +52,8 @@ class Analysis:
 
     def to_table(self) -> str:
         header = ("layer", "type", "output", "params", "MACs", "memory")
-        rows = [(r.name + (" *" if r.in_place else ""), r.type,
+        # Names and types as one line each (a newline in a name would break the table).
+        rows = [(one_line(r.name, 200) + (" *" if r.in_place else ""), one_line(r.type, 100),
                  ", ".join(_shape(s) for s in r.output_shapes),
                  format_count(r.params + r.batchnorm), format_count(r.macs),
                  format_bytes(r.memory) if r.memory else "-") for r in self.layers]
@@ -66,7 +68,7 @@ class Analysis:
                      for k, (c, w) in enumerate(zip(row, widths))]
             return "  ".join(cells).rstrip()
 
-        out = [f"{self.name or '(unnamed net)'}: input {self.inputs_text()}", "", line(header),
+        out = [f"{one_line(self.name, 200) or '(unnamed net)'}: input {self.inputs_text()}", "", line(header),
                line(["-" * w for w in widths])]
         out += [line(r) for r in rows[:-1]]
         out += [line(["-" * w for w in widths]), line(rows[-1]), ""]
@@ -78,9 +80,9 @@ class Analysis:
                        + (f", {len(w['missing'])} missing" if w["missing"] else "")
                        + (f", {len(w['extra'])} extra" if w["extra"] else ""))
         for note in self.notes:
-            out.append(f"note: {note}")
+            out.append(f"note: {one_line(note)}")
         for warning in self.warnings:
-            out.append(f"warning: {warning}")
+            out.append(f"warning: {one_line(warning)}")
         return "\n".join(out) + "\n"
 
 

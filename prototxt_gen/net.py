@@ -408,6 +408,11 @@ def _scalar(fd: FieldDescriptor, value: Any, path: str) -> Any:
         unsigned = (FieldDescriptor.CPPTYPE_UINT32, FieldDescriptor.CPPTYPE_UINT64)
         if fd.cpp_type in unsigned and value < 0:
             raise NetError(f"{path}: expected a non-negative integer, got {value}")
+        bits = 64 if fd.cpp_type in (FieldDescriptor.CPPTYPE_INT64,
+                                     FieldDescriptor.CPPTYPE_UINT64) else 32
+        high = 2**bits - 1 if fd.cpp_type in unsigned else 2**(bits - 1) - 1
+        if value > high:
+            raise NetError(f"{path}: {value} is more than Caffe's field holds ({high})")
     if fd.cpp_type in (FieldDescriptor.CPPTYPE_FLOAT, FieldDescriptor.CPPTYPE_DOUBLE):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise NetError(f"{path}: expected a number, got {value!r}")

@@ -6,6 +6,7 @@ it expected, so an error reads `my.toml: stage[1].units: expected a positive int
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -34,6 +35,11 @@ def _int(v: Any, low: int, high: int = INT_MAX) -> Any:
     return v if isinstance(v, int) and not isinstance(v, bool) and low <= v <= high else None
 
 
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) < 1e300 \
+        and math.isfinite(v)
+
+
 def positive_int(default: Any = REQUIRED, doc: str = "", high: int = INT_MAX) -> Key:
     return Key(lambda v: _int(v, 1, high), "a positive integer", default, doc)
 
@@ -43,8 +49,8 @@ def non_negative_int(default: Any = REQUIRED, doc: str = "") -> Key:
 
 
 def positive_float(default: Any = REQUIRED, doc: str = "") -> Key:
-    return Key(lambda v: float(v) if isinstance(v, (int, float)) and not isinstance(v, bool)
-               and v > 0 else None, "a positive number", default, doc)
+    return Key(lambda v: float(v) if _finite(v) and v > 0 else None, "a positive number",
+               default, doc)
 
 
 def boolean(default: Any = REQUIRED, doc: str = "") -> Key:
@@ -71,16 +77,15 @@ def shape(default: Any = REQUIRED, doc: str = "") -> Key:
 
 def numbers(default: Any = REQUIRED, doc: str = "") -> Key:
     def check(v: Any) -> Any:
-        if isinstance(v, list) and v and all(isinstance(x, (int, float)) and
-                                             not isinstance(x, bool) for x in v):
+        if isinstance(v, list) and v and all(_finite(x) for x in v):
             return [float(x) for x in v]
         return None
     return Key(check, "a list of numbers, e.g. [104, 117, 123]", default, doc)
 
 
 def number(default: Any = REQUIRED, doc: str = "") -> Key:
-    return Key(lambda v: float(v) if isinstance(v, (int, float)) and not isinstance(v, bool)
-               and v >= 0 else None, "a number >= 0", default, doc)
+    return Key(lambda v: float(v) if _finite(v) and v >= 0 else None, "a number >= 0",
+               default, doc)
 
 
 def int_or(*words: str, default: Any = REQUIRED, doc: str = "") -> Key:

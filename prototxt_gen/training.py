@@ -143,6 +143,13 @@ def solver(options: SolverOptions | None = None) -> caffe_pb2.SolverParameter:
     o = options or SolverOptions()
     if o.lr_policy not in ("multistep", "poly"):
         raise SpecError(f"lr_policy '{o.lr_policy}': choose multistep or poly")
+    try:
+        return _solver(o)
+    except ValueError as exc:  # protobuf's range check: a value no solver field holds
+        raise SpecError(f"solver: {exc}") from None
+
+
+def _solver(o: SolverOptions) -> caffe_pb2.SolverParameter:
     s = caffe_pb2.SolverParameter(
         net=o.net, test_iter=[o.test_iter], test_interval=o.test_interval, base_lr=o.base_lr,
         lr_policy=o.lr_policy, momentum=o.momentum, weight_decay=o.weight_decay,

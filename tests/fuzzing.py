@@ -109,6 +109,23 @@ class Sources:
                                         for p in sorted((ROOT / "templates").glob("*.toml"))}
         self.specs["my_resnet.toml"] = (ROOT / "examples" / "my_resnet.toml").read_bytes()
         self.models = self._caffemodels()
+        self.state_dict = self._state_dict()
+
+    def _state_dict(self) -> bytes:
+        """lenet's weights as `convert --to python` saves them (torch.save's zip)."""
+        import io
+
+        import torch
+        from prototxt_gen.caffemodel import load_weights
+        from prototxt_gen.pytorch import to_torch
+        from prototxt_gen.reader import read_prototxt
+        net = read_prototxt(REFERENCE / "zoo" / "lenet.prototxt")
+        with tempfile.TemporaryDirectory() as d:
+            (Path(d) / "w.caffemodel").write_bytes(self.models["lenet.prototxt"][1])
+            load_weights(net, Path(d) / "w.caffemodel")
+        buf = io.BytesIO()
+        torch.save(to_torch(net).state_dict(), buf)
+        return buf.getvalue()
 
     @staticmethod
     def _caffemodels() -> dict[str, tuple[bytes, bytes]]:
@@ -311,8 +328,8 @@ PROTOTXT_WEIGHTS = [4, 2, 4, 4, 1, 3, 1]
 def case(i: int, src: Sources) -> Case:
     """Case number i: the same for every run on every machine."""
     r = random.Random(f"prototxt-gen fuzz {i}")
-    kind = r.choices(("prototxt", "synth", "caffemodel", "spec", "output"),
-                     weights=(45, 20, 15, 15, 5))[0]
+    kind = r.choices(("prototxt", "synth", "caffemodel", "spec", "output", "statedict"),
+                     weights=(45, 20, 15, 15, 5, 4))[0]
     return globals()[f"_{kind}_case"](i, r, src)
 
 
@@ -392,6 +409,24 @@ def _mutate_blobs(model: bytes, r: random.Random) -> bytes:
             blob.ClearField("shape")
             blob.num, blob.channels = r.choice([(-1, 1), (2**31 - 1, 2**31 - 1), (1, 0)])
     return net.SerializeToString()
+
+
+def _statedict_case(i: int, r: random.Random, src: Sources) -> Case:
+    data = bytearray(src.state_dict)
+    how = r.choice(("bytes", "truncate", "tail"))
+    if how == "bytes":
+        for _ in range(r.randint(1, 16)):
+            data[r.randrange(len(data))] = r.randrange(256)
+    elif how == "truncate":
+        del data[r.randrange(len(data)):]
+    else:  # the zip's central directory, where lengths and offsets live
+        for _ in range(r.randint(1, 8)):
+            data[len(data) - 1 - r.randrange(min(400, len(data)))] = r.randrange(256)
+    return Case(i, "statedict", "convert-statedict",
+                ["convert", "net.prototxt", "--state-dict", "sd.pth", "--to", "caffemodel",
+                 "-o", "out.caffemodel"],
+                {"net.prototxt": src.models["lenet.prototxt"][0], "sd.pth": bytes(data)},
+                ["out.caffemodel"], note=f"lenet state_dict: {how}")
 
 
 def _spec_case(i: int, r: random.Random, src: Sources) -> Case:
