@@ -267,7 +267,7 @@ examples:
       the net a .caffemodel embeds, when its prototxt is lost
 
 exit status: 0 success, 2 bad input (unreadable net or weights that do not fit), 1 output
-could not be written"""
+could not be written, 70 internal error"""
 
 
 def cmd_info(argv: Sequence[str]) -> int:
@@ -364,7 +364,8 @@ examples:
       by running onnxruntime on random input
 
 exit status: 0 success, 2 bad input (unreadable net, weights that do not fit, layers with no
-translation), 1 output could not be written or failed --verify"""
+translation, over a resource limit), 1 output could not be written or failed --verify, 70
+internal error"""
 
 FORMATS = ("pytorch", "python", "onnx", "caffemodel")
 OPSETS = range(13, 21)  # prototxt_gen.onnx.OPSETS, without importing onnx to parse options
@@ -507,7 +508,7 @@ examples:
       the DOT source; the only format that does not need Graphviz's dot program
 
 exit status: 0 success, 2 bad input or usage, 1 output could not be written (or dot is
-missing)"""
+missing), 70 internal error"""
 
 
 def cmd_render(argv: Sequence[str]) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from . import caffe_pb2
 from ._pb import is_repeated
@@ -395,8 +395,8 @@ def _same_shape(layer, bottoms):
 
 def shuffle_group(layer: Layer) -> int:
     """ShuffleChannel's group (a fork field, so any value may come): a positive integer."""
-    group = layer.extra_value("shuffle_channel_param", "group", 1)
-    if not isinstance(group, int) or isinstance(group, bool) or group < 1:
+    group = fork_value(layer, "shuffle_channel_param", "group", 1, int)
+    if group < 1:
         raise ShapeMismatch(f"shuffle_channel_param.group must be a positive integer, not "
                             f"{shown(group)}")
     return group
@@ -624,9 +624,26 @@ def reduction_axes(rp, ndim: int) -> list[int]:
 
 def normalize_params(layer: Layer) -> tuple[bool, bool, float]:
     """SSD's Normalize (a fork field): across_spatial, channel_shared, eps."""
-    return (bool(layer.extra_value("norm_param", "across_spatial", True)),
-            bool(layer.extra_value("norm_param", "channel_shared", True)),
-            float(layer.extra_value("norm_param", "eps", 1e-10)))
+    return (fork_value(layer, "norm_param", "across_spatial", True, bool),
+            fork_value(layer, "norm_param", "channel_shared", True, bool),
+            fork_value(layer, "norm_param", "eps", 1e-10, float))
+
+
+_KINDS = {bool: "true or false", int: "an integer", float: "a finite number"}
+
+
+def fork_value(layer: Layer, message: str, field: str, default: Any, kind: type) -> Any:
+    """A fork field's first value (layer.extra: any value may come, since no schema checked
+    it), checked to be of `kind` (bool, int or float)."""
+    value = layer.extra_value(message, field, default)
+    if kind is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) \
+            and math.isfinite(value)
+    else:
+        ok = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+    if not ok:
+        raise ShapeMismatch(f"{message}.{field} must be {_KINDS[kind]}, not {shown(value)}")
+    return kind(value)
 
 
 def concat_axis(cp) -> int:

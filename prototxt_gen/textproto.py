@@ -15,7 +15,7 @@ import math
 import re
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
@@ -119,12 +119,13 @@ class _Reader:
         self.source = source
         self._lines: list[int] | None = None
         self.unknown: list[Unknown] = []
-        self.i = 0
         self.depth = 0
-        self.tokens = self._tokenize()
+        # Tokens are made as the parser asks for them (one of lookahead), so memory holds the
+        # parsed entries, never a second copy of the whole text as tokens.
+        self._stream = self._tokenize()
+        self._last = self._tok = next(self._stream)
 
-    def _tokenize(self) -> list[Token]:
-        tokens = []
+    def _tokenize(self) -> Iterator[Token]:
         text = self.text
         pos, end = 0, len(text)
         match = _TOKEN.match
@@ -134,10 +135,10 @@ class _Reader:
                 self.fail(pos, f"unexpected character {text[pos]!r}")
             kind = m.lastgroup
             if kind != "space":
-                tokens.append(Token(kind, m.group(), pos))
+                yield Token(kind, m.group(), pos)
             pos = m.end()
-        tokens.append(Token("end", "", end))
-        return tokens
+        while True:
+            yield Token("end", "", end)
 
     def where(self, pos: int) -> tuple[int, int]:
         if self._lines is None:
@@ -150,12 +151,11 @@ class _Reader:
         raise NetError(f"{self.source}:{line}:{col}: {what}")
 
     def peek(self) -> Token:
-        return self.tokens[self.i]
+        return self._tok
 
     def next(self) -> Token:
-        tok = self.tokens[self.i]
-        self.i += 1
-        return tok
+        self._last, self._tok = self._tok, next(self._stream)
+        return self._last
 
     def expect(self, text: str) -> Token:
         tok = self.next()
@@ -169,7 +169,7 @@ class _Reader:
         if closer:
             self.depth += 1
             if self.depth > MAX_DEPTH:
-                self.fail(self.tokens[self.i - 1].pos,
+                self.fail(self._last.pos,
                           f"messages nested more than {MAX_DEPTH} deep")
         out = []
         while True:
@@ -179,35 +179,35 @@ class _Reader:
                     self.fail(tok.pos, f"missing '{closer}' before the end of the file")
                 return out
             if tok.kind == "punct" and tok.text == closer:
-                self.i += 1
+                self.next()
                 self.depth -= 1
                 return out
             if tok.kind != "word" or not (tok.text[0].isalpha() or tok.text[0] == "_"):
                 self.fail(tok.pos, f"expected a field name, found {_describe(tok)}")
-            self.i += 1
+            self.next()
             out.append(self.entry(tok))
 
     def entry(self, name: Token) -> Entry:
         colon = self.peek().text == ":" and self.peek().kind == "punct"
         if colon:
-            self.i += 1
+            self.next()
         tok = self.peek()
         if tok.kind == "punct" and tok.text in "{<":
-            self.i += 1
+            self.next()
             return Entry(name.text, self.entries("}" if tok.text == "{" else ">"), name.pos)
         if not colon:
             self.fail(tok.pos, f"expected ':' or '{{' after '{name.text}', found {_describe(tok)}")
         if tok.kind == "punct" and tok.text == "[":
-            self.i += 1
+            self.next()
             items = []
             while not (self.peek().kind == "punct" and self.peek().text == "]"):
                 item = self.peek()
                 if item.kind == "punct" and item.text in "{<":
-                    self.i += 1
+                    self.next()
                     items.append(self.entries("}" if item.text == "{" else ">"))
                 else:
                     items.append(self.value())
-            self.i += 1
+            self.next()
             return Entry(name.text, items, name.pos, is_list=True)
         return Entry(name.text, self.value(), name.pos)
 

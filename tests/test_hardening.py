@@ -483,3 +483,29 @@ def test_a_state_dict_with_pickled_code_is_refused_and_never_run(tmp_path, capsy
                      tmp_path / "sd.pth", "--to", "caffemodel", "-o", tmp_path / "w.caffemodel")
     assert code == 2 and "only a plain state_dict loads safely" in err
     assert not (tmp_path / "PWNED").exists() and not (tmp_path / "w.caffemodel").exists()
+
+
+def test_hostile_names_survive_the_exported_program(tmp_path):
+    r = run_cli("convert", hostile_net(tmp_path), "--to", "pytorch", "-o", tmp_path / "m.pt2")
+    assert r.returncode == 0, r.stderr
+    module = torch.export.load(tmp_path / "m.pt2").module()
+    assert module(torch.randn(1, 2, 6, 6)).shape == (1, 3, 6, 6)
+
+
+def test_onnxruntime_failing_inside_verify_is_one_error(tmp_path):
+    from prototxt_gen.verify import VerificationError, verify_onnx
+    net = read_prototxt(ZOO / "lenet.prototxt")
+    with pytest.raises(VerificationError, match="^--verify: onnxruntime cannot run the model: "):
+        verify_onnx(net, b"not an onnx model")
+
+
+@pytest.mark.parametrize("field,message", [
+    ('eps: "small"', "norm_param.eps must be a finite number, not 'small'"),
+    ("eps: nan", "norm_param.eps must be a finite number, not 'nan'"),
+    ("across_spatial: 2", "norm_param.across_spatial must be true or false, not 2")])
+def test_fork_fields_are_checked_like_schema_fields(tmp_path, capsys, field, message):
+    (tmp_path / "n.prototxt").write_text(
+        'input: "data" input_dim: 1 input_dim: 6 input_dim: 4 input_dim: 4\n'
+        f'layer {{ name: "n" type: "Normalize" bottom: "data" top: "n" norm_param {{ {field} }} }}')
+    code, err = _run(capsys, "info", tmp_path / "n.prototxt")
+    assert code == 2 and message in err and "layer 'n' (Normalize)" in err, err
