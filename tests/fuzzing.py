@@ -56,7 +56,10 @@ FIELDS = ["num_output: 0", "num_output: 100000", "group: 0", "group: 3", "kernel
           "ceil_mode: false", "pooling_param { kernel_size: 0 }", "lrn_param { local_size: 0 }",
           "lrn_param { local_size: 4 }", "batch_norm_param { eps: -1 }",
           "eltwise_param { coeff: 1 coeff: 2 coeff: 3 }", "scale_param { axis: 4 }",
-          "argmax_param { top_k: 100000 }", "power_param { power: 1e300 }"]
+          "argmax_param { top_k: 100000 }", "power_param { power: 1e300 }",
+          'norm_param { eps: "x" across_spatial: 3 }', 'ceil_mode: "yes"',
+          'permute_param { order: "a" order: 1e9 }', 'shuffle_channel_param { group: "x" }',
+          "norm_param { channel_shared: false eps: nan }", "pooling_param { ceil_mode: 2 }"]
 SNIPPETS = ['"a\\x"', '"\\', "{", "}", "<", ">", "[", "]", ":", "\x00", "\xff\xfe", "#",
             'layer { name: "c" type: "Convolution" bottom: "c" top: "c" }',
             'layer { type: "ShuffleChannel" bottom: "data" top: "s" }',
@@ -320,9 +323,12 @@ PROTOTXT_COMMANDS = [("info", ["info", "{net}"], []),
                      ("convert-pytorch", ["convert", "{net}", "--to", "pytorch", "-o", "m.pt2"],
                       ["m.pt2"]),
                      ("render-dot", ["render", "{net}", "-o", "g.dot"], ["g.dot"]),
-                     ("render-html", ["render", "{net}", "-o", "g.html"], ["g.html"])]
+                     ("render-html", ["render", "{net}", "-o", "g.html"], ["g.html"]),
+                     ("convert-onnx-verify", ["convert", "{net}", "--to", "onnx", "--verify",
+                                              "--fuse", "-o", "m.onnx"], ["m.onnx"]),
+                     ("info-shape", ["info", "{net}", "--input-shape", "2,3,67,67"], [])]
 # How often each is picked: torch.export and dot are slow, so they get fewer cases.
-PROTOTXT_WEIGHTS = [4, 2, 4, 4, 1, 3, 1]
+PROTOTXT_WEIGHTS = [4, 2, 4, 4, 1, 3, 1, 1, 1]
 
 
 def case(i: int, src: Sources) -> Case:
@@ -334,7 +340,7 @@ def case(i: int, src: Sources) -> Case:
 
 
 def _command(r: random.Random, small: bool) -> tuple[str, list[str], list[str]]:
-    weights = PROTOTXT_WEIGHTS if small else [4, 2, 2, 1, 0, 3, 1]
+    weights = PROTOTXT_WEIGHTS if small else [4, 2, 2, 1, 0, 3, 1, 0, 1]
     return r.choices(PROTOTXT_COMMANDS, weights=weights)[0]
 
 
