@@ -80,7 +80,7 @@ def verify_onnx(net: Net, model: bytes | str, *, fuse: bool = False, seed: int =
                                 f"{one_line(str(exc), 300)}") from None
     refs = [ref] if isinstance(ref, torch.Tensor) else list(ref)
     return compare([o.name for o in session.get_outputs()], got,
-                   [r.numpy() for r in refs], "onnxruntime", "the PyTorch translation")
+                   [r.detach().numpy() for r in refs], "onnxruntime", "the PyTorch translation")
 
 
 def compare(names: Sequence[str], got: Sequence[np.ndarray], refs: Sequence[np.ndarray],

@@ -509,3 +509,10 @@ def test_fork_fields_are_checked_like_schema_fields(tmp_path, capsys, field, mes
         f'layer {{ name: "n" type: "Normalize" bottom: "data" top: "n" norm_param {{ {field} }} }}')
     code, err = _run(capsys, "info", tmp_path / "n.prototxt")
     assert code == 2 and message in err and "layer 'n' (Normalize)" in err, err
+
+
+def test_verify_compares_an_output_that_is_a_learned_parameter(tmp_path):
+    # Found by the fuzzer: a Parameter layer's top is a tensor that requires grad.
+    r = run_cli("convert", ROOT / "tests" / "data" / "fork_layers.prototxt", "--to", "onnx",
+                "--verify", "-o", tmp_path / "m.onnx")
+    assert r.returncode == 0 and "'param' max|Δ| 0" in r.stderr, r.stderr
