@@ -12,7 +12,8 @@ _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\
 def one_line(text: str, limit: int = 2000) -> str:
     """`text` safe to print as one line: control and separator characters as escapes
     (a newline as \\n), cut to `limit` characters."""
-    text = _UNSAFE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+    text = _UNSAFE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"),
+                       text.strip())
     text = text.encode("utf-8", "backslashreplace").decode("utf-8")  # lone surrogates
     return text if len(text) <= limit else text[:limit - 3] + "..."
 

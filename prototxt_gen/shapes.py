@@ -387,9 +387,25 @@ def _bias(layer, bottoms):
     return [bottom], [] if given else [shape]
 
 
-@rule("ReLU", "Sigmoid", "TanH", "AbsVal", "BNLL", "ELU", "Power", "Exp", "Log", "Dropout",
-      "Threshold", "Clip", "Swish", "LRN", "MVN", "ReLU6")
+@rule("ReLU", "Sigmoid", "TanH", "AbsVal", "BNLL", "ELU", "Power", "Exp", "Log",
+      "Threshold", "Clip", "Swish", "MVN", "ReLU6")
 def _same_shape(layer, bottoms):
+    return [_one_bottom(bottoms)], []
+
+
+@rule("Dropout")
+def _dropout(layer, bottoms):
+    ratio = layer.param.dropout_param.dropout_ratio
+    if not 0 <= ratio < 1:  # Caffe scales kept values by 1 / (1 - ratio)
+        raise ShapeMismatch(f"dropout_ratio must be in [0, 1), not {ratio:g}")
+    return [_one_bottom(bottoms)], []
+
+
+@rule("LRN")
+def _lrn(layer, bottoms):
+    size = layer.param.lrn_param.local_size
+    if size % 2 != 1:  # Caffe: CHECK_EQ(size_ % 2, 1)
+        raise ShapeMismatch(f"local_size must be odd, not {size}")
     return [_one_bottom(bottoms)], []
 
 

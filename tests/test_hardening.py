@@ -516,3 +516,31 @@ def test_verify_compares_an_output_that_is_a_learned_parameter(tmp_path):
     r = run_cli("convert", ROOT / "tests" / "data" / "fork_layers.prototxt", "--to", "onnx",
                 "--verify", "-o", tmp_path / "m.onnx")
     assert r.returncode == 0 and "'param' max|Δ| 0" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("layer,message", [
+    ('type: "Dropout" dropout_param { dropout_ratio: -2147483600 }',
+     "dropout_ratio must be in [0, 1), not -2.14748e+09"),
+    ('type: "Dropout" dropout_param { dropout_ratio: 1 }', "dropout_ratio must be in [0, 1)"),
+    ('type: "LRN" lrn_param { local_size: 4 }', "local_size must be odd, not 4")])
+def test_parameters_caffe_checks_are_checked_before_translation(tmp_path, capsys, layer,
+                                                                 message):
+    # Found by the fuzzer: torch refused the dropout ratio at export, as an internal error.
+    (tmp_path / "n.prototxt").write_text(
+        'input: "data" input_dim: 1 input_dim: 6 input_dim: 4 input_dim: 4\n'
+        f'layer {{ name: "l" {layer} bottom: "data" top: "l" }}')
+    for command in (["info"], ["convert", "--to", "pytorch", "-o", str(tmp_path / "m.pt2")]):
+        code, err = _run(capsys, command[0], tmp_path / "n.prototxt", *command[1:])
+        assert code == 2 and message in err and "layer 'l'" in err, err
+
+
+def test_a_model_onnxruntime_refuses_fails_verify_in_one_line(tmp_path):
+    # Found by the fuzzer: onnxruntime logged its refusal (alpha must be > 0) in colour.
+    (tmp_path / "n.prototxt").write_text(
+        'input: "data" input_dim: 1 input_dim: 6 input_dim: 4 input_dim: 4\n'
+        'layer { name: "l" type: "LRN" lrn_param { alpha: 0 } bottom: "data" top: "l" }')
+    r = run_cli("convert", tmp_path / "n.prototxt", "--to", "onnx", "--verify",
+                "-o", tmp_path / "m.onnx")
+    assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
+    assert "--verify: onnxruntime cannot run the model: " in r.stderr and "alpha" in r.stderr
+    assert not (tmp_path / "m.onnx").exists()
