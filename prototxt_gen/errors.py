@@ -9,13 +9,27 @@ import re
 _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]")
 
 
+def escape_controls(text: str) -> str:
+    """`text` with control and separator characters (and lone surrogates) as visible escapes:
+    one line, nothing hidden, every other character kept."""
+    text = _UNSAFE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+_LONG_WORD = re.compile(r"\S{241,}")
+
+
 def one_line(text: str, limit: int = 2000) -> str:
     """`text` safe to print as one line: control and separator characters as escapes
-    (a newline as \\n), cut to `limit` characters."""
-    text = _UNSAFE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"),
-                       text.strip())
-    text = text.encode("utf-8", "backslashreplace").decode("utf-8")  # lone surrogates
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    (a newline as \\n), any run of over 240 non-space characters (a huge name or value)
+    shortened, and the whole cut to about `limit` characters, keeping its start and end
+    (the file and the reason)."""
+    text = escape_controls(text.strip())
+    text = _LONG_WORD.sub(lambda m: f"{m.group()[:160]}...({len(m.group()) - 200} more)..."
+                          f"{m.group()[-40:]}", text)
+    if len(text) <= limit:
+        return text
+    return text[:limit // 2] + " ... " + text[-(limit // 2 - 5):]
 
 
 def shown(value, limit: int = 200) -> str:

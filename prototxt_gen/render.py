@@ -13,7 +13,7 @@ import os
 import re
 from dataclasses import dataclass, field
 
-from .errors import OutputError, PrototxtGenError, one_line
+from .errors import OutputError, PrototxtGenError, escape_controls
 from .net import Layer, Net, net_inputs
 from .shapes import LayerShapes, infer, spatial
 
@@ -296,7 +296,7 @@ def dot_string(value: str | list[str]) -> str:
     if isinstance(value, str) and _DOT_ID.fullmatch(value) and value.lower() not in _DOT_KEYWORDS:
         return value
     lines = value if isinstance(value, list) else [value]
-    body = "\\n".join(one_line(line, 10**6).replace("\\", "\\\\").replace('"', '\\"')
+    body = "\\n".join(escape_controls(line).replace("\\", "\\\\").replace('"', '\\"')
                        for line in lines)
     return f'"{body}"'
 

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from prototxt_gen.cli import INTERNAL_ERROR, main
-from prototxt_gen.errors import one_line
+from prototxt_gen.errors import escape_controls
 from prototxt_gen.reader import read_prototxt
 from prototxt_gen.render import picture
 
@@ -97,7 +97,7 @@ def test_hostile_names_survive_dot_svg_and_html(tmp_path):
     ids = {e.get("id") for e in svg.iter()}
     # Each node's id is its layer's name, intact (control characters shown as escapes).
     nodes = [n.id for n in picture(read_prototxt(path)).nodes]
-    assert len(nodes) >= 6 and {one_line(n) for n in nodes} <= ids
+    assert len(nodes) >= 6 and {escape_controls(n) for n in nodes} <= ids
     page = (tmp_path / "g.html").read_text()
     assert page.count("<script>") == 1 and "<script>alert" not in page
 
@@ -544,3 +544,14 @@ def test_a_model_onnxruntime_refuses_fails_verify_in_one_line(tmp_path):
     assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
     assert "--verify: onnxruntime cannot run the model: " in r.stderr and "alpha" in r.stderr
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_a_huge_value_is_echoed_short_and_the_reason_kept(tmp_path, capsys):
+    name = "n" * 1_000_000
+    (tmp_path / "n.prototxt").write_text(
+        'input: "data" input_dim: 1 input_dim: 1 input_dim: 1 input_dim: 1\n'
+        f'layer {{ name: "{name}" type: "ReLU" bottom: "nope" top: "r" }}')
+    code, err = _run(capsys, "info", tmp_path / "n.prototxt")
+    assert code == 2 and len(err) < 500, len(err)
+    assert err.rstrip().endswith("bottom 'nope' is not produced by any layer or input")
+    assert "(999800 more)" in err
