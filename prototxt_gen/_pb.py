@@ -10,6 +10,14 @@ else:
         return fd.label == FieldDescriptor.LABEL_REPEATED
 
 
+# The values each integer field type holds (textproto checks what it reads against these,
+# net.set_fields what builders set).
+INT_RANGES = {FieldDescriptor.CPPTYPE_INT32: (-2**31, 2**31 - 1),
+              FieldDescriptor.CPPTYPE_INT64: (-2**63, 2**63 - 1),
+              FieldDescriptor.CPPTYPE_UINT32: (0, 2**32 - 1),
+              FieldDescriptor.CPPTYPE_UINT64: (0, 2**64 - 1)}
+
+
 LEN = 2  # wire type of length-delimited fields (bytes, strings, messages, packed arrays)
 
 

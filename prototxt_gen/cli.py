@@ -12,7 +12,8 @@ import sys
 from typing import Callable, Sequence
 
 from . import __version__
-from .errors import PrototxtGenError
+from .errors import PrototxtGenError, one_line
+from .schema import INT_MAX
 
 PROG = "prototxt-gen"
 
@@ -48,9 +49,6 @@ error (a bug: please report it)"""
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, not argparse's usage dump
         self.exit(2, f"{PROG}: error: {message} (see '{PROG} --help')\n")
-
-
-INT_MAX = 2**31 - 1  # what Caffe's int32 fields (input_dim, batch_size...) hold
 
 
 def _shape(text: str) -> tuple[int, ...]:
@@ -562,7 +560,6 @@ COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = COMMANDS.get(argv[0]) if argv else None
-    from .errors import one_line
     previous = _install_handlers()
     try:
         if command:
@@ -592,16 +589,14 @@ DEBUG_VARIABLE = "PROTOTXT_GEN_DEBUG"
 def _internal_error(exc: BaseException) -> int:
     """An exception nothing expected: one line naming it and where it came from (the
     traceback with PROTOTXT_GEN_DEBUG=1), exit 70."""
-    from .errors import one_line
+    import traceback
     if os.environ.get(DEBUG_VARIABLE):
-        import traceback
         traceback.print_exception(exc)
     if isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError)
                                         and "can't allocate memory" in str(exc)):  # torch's
         print(f"{PROG}: error: out of memory: the input asks for more than this machine has",
               file=sys.stderr)
         return 1
-    import traceback
     frames = traceback.extract_tb(exc.__traceback__)
     where = ""
     if frames:  # where it was raised and, if that is another library, the last place of ours
@@ -627,7 +622,6 @@ def _on_sigterm(signum, frame):
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
-    from .errors import one_line
     print(f"{PROG}: warning: {one_line(str(message))}", file=sys.stderr)
 
 

@@ -69,9 +69,7 @@ def atomic_paths(*paths: str | os.PathLike) -> Iterator[list[str]]:
     """atomic_path for files that belong together (a module and its weights): every target is
     checked before anything is written, and all are renamed into place only when the block
     succeeds, so a failure leaves none of them."""
-    for path in paths:
-        check_target(path)
-    with contextlib.ExitStack() as stack:
+    with contextlib.ExitStack() as stack:  # a target refused on entry unwinds the others
         yield [stack.enter_context(atomic_path(path)) for path in paths]
 
 

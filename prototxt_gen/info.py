@@ -8,6 +8,7 @@ import math
 from dataclasses import asdict, dataclass, field
 
 from .errors import one_line
+from .limits import format_bytes
 from .net import Net
 from .shapes import infer, macs
 
@@ -129,8 +130,3 @@ def format_si(n: float) -> str:
     return str(int(n))
 
 
-def format_bytes(n: int) -> str:
-    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if n >= size:
-            return f"{n / size:.1f} {unit}"
-    return f"{n} B"

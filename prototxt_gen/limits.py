@@ -52,8 +52,8 @@ def check_memory(nbytes: int, what: str) -> None:
     """LimitError when `what` would need more than the memory limit."""
     limit = max_memory()
     if limit is not None and nbytes > limit:
-        raise LimitError(f"{what} would need {format_size(nbytes)}, over the "
-                         f"{format_size(limit)} limit for memory the input files do not hold "
+        raise LimitError(f"{what} would need {format_bytes(nbytes)}, over the "
+                         f"{format_bytes(limit)} limit for memory the input files do not hold "
                          f"(set {MEMORY_VARIABLE}, e.g. {MEMORY_VARIABLE}="
                          f"{_suggest(nbytes)}, to allow it)")
 
@@ -65,12 +65,11 @@ def check_layers(count: int) -> None:
                          "more)")
 
 
-def format_size(nbytes: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if nbytes < 1024 or unit == "PiB":
-            return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
-        nbytes /= 1024
-    return f"{nbytes:.1f} PiB"  # pragma: no cover
+def format_bytes(n: int) -> str:
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} B"
 
 
 def _suggest(nbytes: int) -> str:

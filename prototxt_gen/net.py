@@ -16,7 +16,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 from . import caffe_pb2
-from ._pb import is_repeated
+from ._pb import INT_RANGES, is_repeated
 from .prototxt import format_message, get_layout
 from .errors import NetError
 from .limits import check_layers
@@ -405,14 +405,11 @@ def _scalar(fd: FieldDescriptor, value: Any, path: str) -> Any:
                        FieldDescriptor.CPPTYPE_UINT32, FieldDescriptor.CPPTYPE_UINT64):
         if isinstance(value, bool) or not isinstance(value, int):
             raise NetError(f"{path}: expected an integer, got {value!r}")
-        unsigned = (FieldDescriptor.CPPTYPE_UINT32, FieldDescriptor.CPPTYPE_UINT64)
-        if fd.cpp_type in unsigned and value < 0:
+        low, high = INT_RANGES[fd.cpp_type]
+        if value < 0 and low == 0:
             raise NetError(f"{path}: expected a non-negative integer, got {value}")
-        bits = 64 if fd.cpp_type in (FieldDescriptor.CPPTYPE_INT64,
-                                     FieldDescriptor.CPPTYPE_UINT64) else 32
-        high = 2**bits - 1 if fd.cpp_type in unsigned else 2**(bits - 1) - 1
-        if value > high:
-            raise NetError(f"{path}: {value} is more than Caffe's field holds ({high})")
+        if not low <= value <= high:
+            raise NetError(f"{path}: {value} is outside what Caffe's field holds ({low} to {high})")
     if fd.cpp_type in (FieldDescriptor.CPPTYPE_FLOAT, FieldDescriptor.CPPTYPE_DOUBLE):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise NetError(f"{path}: expected a number, got {value!r}")

@@ -375,8 +375,8 @@ def to_torch(net: Net, *, fuse: bool = False, class_name: str | None = None) -> 
     """The network as a PyTorch module in eval mode, with the net's weights (`layer.blobs`, as
     load_weights gives them) or, for layers without, PyTorch's default initialization. With
     fuse=True, BatchNorm/Scale/Bias chains are folded into the layer before them."""
-    check_class_name(class_name)
-    return _module(plan(net, fuse), class_name or _class_name(net.name))
+    cls_name = _class_for(net, class_name)
+    return _module(plan(net, fuse), cls_name)
 
 
 def _module(p: Plan, cls_name: str) -> CaffeNet:
@@ -439,10 +439,13 @@ def _tensor(arr: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(arr)
 
 
-def check_class_name(name: str | None) -> None:
-    if name is not None and (not name.isidentifier() or keyword.iskeyword(name)
-                             or not name.isascii()):
+def _class_for(net: Net, name: str | None) -> str:
+    """The generated class's name: `name` if it is a Python identifier, else from the net's."""
+    if name is None:
+        return _class_name(net.name)
+    if not name.isidentifier() or keyword.iskeyword(name) or not name.isascii():
         raise NetError(f"class name {shown(name)} is not a Python identifier")
+    return name
 
 
 def _class_name(name: str) -> str:
@@ -457,8 +460,8 @@ def to_source(net: Net, *, fuse: bool = False, class_name: str | None = None,
               weights_file: str | None = None) -> str:
     """A self-contained Python file defining the network as a plain nn.Module (needs torch
     only). Load weights saved with save_python (or any state_dict of the same structure)."""
-    check_class_name(class_name)
-    return _source(plan(net, fuse), class_name or _class_name(net.name), weights_file)
+    cls_name = _class_for(net, class_name)
+    return _source(plan(net, fuse), cls_name, weights_file)
 
 
 def _source(p: Plan, cls_name: str, weights_file: str | None) -> str:
@@ -507,9 +510,8 @@ def save_python(net: Net, path: str | os.PathLike, *, fuse: bool = False,
     path = os.fspath(path)
     stem = path[:-3] if path.endswith(".py") else path
     weights = stem + ".pth"
+    cls_name = _class_for(net, class_name)
     p = plan(net, fuse)
-    check_class_name(class_name)
-    cls_name = class_name or _class_name(net.name)
     model = _module(p, cls_name)
     source = _source(p, cls_name, os.path.basename(weights))
     with atomic_paths(path, weights) as (tmp_source, tmp_weights):
@@ -524,14 +526,14 @@ def save_exported(net: Net, path: str | os.PathLike, *, fuse: bool = False,
     """Write the module as a torch.export program with a dynamic batch dimension: loading it
     needs torch only (`torch.export.load(path).module()`)."""
     from .fileio import atomic_open
+    cls_name = _class_for(net, class_name)
     p = plan(net, fuse)
-    check_class_name(class_name)
     # Export traces the module on example inputs and keeps copies of the weights (measured:
     # 3x a 400 MB layer), the inputs and (at most) every top.
     check_memory(3 * p.new_weights + p.activations
                  + 4 * sum(math.prod(s) for _, _, s in p.inputs),
                  "exporting (initial weights, example inputs and activations)")
-    model = _module(p, class_name or _class_name(net.name))
+    model = _module(p, cls_name)
     if not model.input_names:
         raise NetError("the net declares no input")
     example = tuple(torch.zeros(shape) for shape in model.input_shapes)

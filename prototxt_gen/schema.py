@@ -31,8 +31,8 @@ class Key:
 INT_MAX = 2**31 - 1
 
 
-def _int(v: Any, low: int, high: int = INT_MAX) -> Any:
-    return v if isinstance(v, int) and not isinstance(v, bool) and low <= v <= high else None
+def _int(v: Any, low: int) -> Any:
+    return v if isinstance(v, int) and not isinstance(v, bool) and low <= v <= INT_MAX else None
 
 
 def _finite(v: Any) -> bool:
@@ -40,8 +40,8 @@ def _finite(v: Any) -> bool:
         and math.isfinite(v)
 
 
-def positive_int(default: Any = REQUIRED, doc: str = "", high: int = INT_MAX) -> Key:
-    return Key(lambda v: _int(v, 1, high), "a positive integer", default, doc)
+def positive_int(default: Any = REQUIRED, doc: str = "") -> Key:
+    return Key(lambda v: _int(v, 1), "a positive integer", default, doc)
 
 
 def non_negative_int(default: Any = REQUIRED, doc: str = "") -> Key:

@@ -21,7 +21,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 from . import caffe_pb2
-from ._pb import is_repeated
+from ._pb import INT_RANGES, is_repeated
 from .errors import NetError
 
 _TOKEN = re.compile(r"""
@@ -31,10 +31,6 @@ _TOKEN = re.compile(r"""
   | (?P<punct>[{}<>\[\]:])
 """, re.VERBOSE)
 
-_INTS = {FieldDescriptor.CPPTYPE_INT32: (-2**31, 2**31 - 1),
-         FieldDescriptor.CPPTYPE_INT64: (-2**63, 2**63 - 1),
-         FieldDescriptor.CPPTYPE_UINT32: (0, 2**32 - 1),
-         FieldDescriptor.CPPTYPE_UINT64: (0, 2**64 - 1)}
 _FLOATS = (FieldDescriptor.CPPTYPE_FLOAT, FieldDescriptor.CPPTYPE_DOUBLE)
 _TRUE = {"true", "True", "t", "1"}
 _FALSE = {"false", "False", "f", "0"}
@@ -120,7 +116,7 @@ class _Reader:
         self._lines: list[int] | None = None
         self.unknown: list[Unknown] = []
         self.depth = 0
-        # Tokens are made as the parser asks for them (one of lookahead), so memory holds the
+        # Tokens are made as the parser asks for them (one token of lookahead), so memory holds the
         # parsed entries, never a second copy of the whole text as tokens.
         self._stream = self._tokenize()
         self._last = self._tok = next(self._stream)
@@ -304,11 +300,11 @@ class _Reader:
                 return number
             names = ", ".join(v.name for v in fd.enum_type.values)
             self.fail(tok.pos, f"{what}: '{text}' is not one of {names}")
-        if cpp in _INTS:
+        if cpp in INT_RANGES:
             number = _int(text)
             if number is None:
                 self.fail(tok.pos, f"{what} expects an integer, found {text}")
-            low, high = _INTS[cpp]
+            low, high = INT_RANGES[cpp]
             if not low <= number <= high:
                 self.fail(tok.pos, f"{what}: {text} is out of range for a {_type_name(fd)}")
             return number
