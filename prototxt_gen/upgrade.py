@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from . import caffe_pb2
 from ._pb import is_repeated
-from .errors import NetError
+from .errors import NetError, shown
 
 V1 = caffe_pb2.V1LayerParameter
 
@@ -103,7 +103,7 @@ def upgrade_net(proto: caffe_pb2.NetParameter) -> Upgraded:
     for lp in layers:
         _upgrade_transform(lp, notes)
         _upgrade_batch_norm(lp, notes)
-    inputs = _inputs(proto)
+    inputs = _inputs(proto, notes)
     return Upgraded(proto.name, inputs, layers, origins, None, proto.state, notes)
 
 
@@ -113,25 +113,34 @@ def _copy(lp: caffe_pb2.LayerParameter) -> caffe_pb2.LayerParameter:
     return out
 
 
-def _inputs(proto: caffe_pb2.NetParameter) -> list[tuple[str, tuple[int, ...]]]:
-    dims = list(proto.input_dim)
-    if len(proto.input_shape) and dims:
-        raise NetError("the net declares both input_shape and input_dim")
-    if len(proto.input_shape) > len(proto.input):
-        raise NetError(f"{len(proto.input_shape)} input_shape entries for "
-                       f"{len(proto.input)} inputs")
-    out = []
-    for k, name in enumerate(proto.input):
-        if k < len(proto.input_shape):
-            shape = tuple(proto.input_shape[k].dim)
-        elif dims:
-            if len(dims) != 4 * len(proto.input):
-                raise NetError(f"input '{name}': expected 4 input_dim values per input, found "
-                               f"{len(dims)} for {len(proto.input)} input(s)")
-            shape = tuple(dims[4 * k: 4 * k + 4])
-        else:
-            raise NetError(f"input '{name}' declares no shape (no input_shape or input_dim)")
-        out.append((name, shape))
+def _inputs(proto: caffe_pb2.NetParameter, notes: list[str]) -> list[tuple[str, tuple[int, ...]]]:
+    """The net-level inputs, as UpgradeNetInput reads them: input_shape when there is any
+    (input_dim is then ignored), else 4 input_dim values per input; an `input` with neither is
+    dropped (old caffemodels carry one). Entries past the inputs are ignored, as by Caffe;
+    too few would make Caffe read past the end, so they are an error here."""
+    names, shapes, dims = list(proto.input), list(proto.input_shape), list(proto.input_dim)
+    if not shapes and not dims:
+        if names:
+            notes.append(f"dropped the net-level input {', '.join(map(shown, names))}: it "
+                         "declares no input_shape or input_dim (Caffe drops it too)")
+        return []
+    if shapes:
+        if len(shapes) < len(names):
+            raise NetError(f"{len(shapes)} input_shape entries for {len(names)} inputs")
+        if dims:
+            notes.append("ignored input_dim: the net also declares input_shape, which Caffe "
+                         "uses")
+        extra = len(shapes) - len(names)
+        out = [(name, tuple(shapes[k].dim)) for k, name in enumerate(names)]
+    else:
+        if len(dims) < 4 * len(names):
+            raise NetError(f"expected 4 input_dim values per input, found {len(dims)} for "
+                           f"{len(names)} input(s)")
+        extra = len(dims) - 4 * len(names)
+        out = [(name, tuple(dims[4 * k: 4 * k + 4])) for k, name in enumerate(names)]
+    if extra:
+        notes.append(f"ignored {extra} input_{'shape' if shapes else 'dim'} "
+                     f"entr{'ies' if extra > 1 else 'y'} past the last input, as Caffe does")
     return out
 
 

@@ -276,7 +276,7 @@ def test_syntax_errors_name_line_and_column(text, message):
 @pytest.mark.parametrize("text,message", [
     ('input: "data" input_dim: 1 input_dim: 3 '
      'layer { name: "r" type: "ReLU" bottom: "data" top: "r" }',
-     "input 'data': expected 4 input_dim values per input, found 2 for 1 input(s)"),
+     "expected 4 input_dim values per input, found 2 for 1 input(s)"),
     ('layer { name: "r" type: "ReLU" bottom: "nothing" top: "r" }',
      "layer 'r' (ReLU): bottom 'nothing' is not produced by any layer or input"),
     ('input: "data" input_shape { dim: 1 } '
