@@ -8,7 +8,6 @@ before it (a pre-activation BatchNorm + Scale) becomes one Scale layer with bias
 """
 from __future__ import annotations
 
-import copy
 
 import numpy as np
 
@@ -23,9 +22,7 @@ def fuse(net: Net) -> Net:
     """A copy of `net` with affine chains folded (see the module doc); `net` is unchanged."""
     shapes = infer(net)
     readers, _ = value_readers(net)
-    out = Net(net.name, [copy.copy(i) for i in net.inputs])
-    out.input_layer_name = net.input_layer_name
-    out.warnings, out.notes = list(net.warnings), list(net.notes)
+    out = net.copy(layers=[])
     taken: set[int] = set()
     for i, layer in enumerate(net.layers):
         if i in taken:

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from .errors import one_line
 from .limits import format_bytes
 from .net import Net
-from .shapes import infer, macs
+from .shapes import DATASET_LAYERS, data_layer_note, infer, macs
 
 BYTES_PER_VALUE = 4  # Caffe's float blobs
 
@@ -112,7 +112,14 @@ def analyze(net: Net, partial: bool = False) -> Analysis:
                   + sum(math.prod(i.shape) for i in net.inputs) * BYTES_PER_VALUE,
     }
     inputs = [{"name": i.name, "shape": list(i.shape)} for i in net.inputs]
-    return Analysis(net.name, inputs, rows, totals, list(net.warnings), list(net.notes))
+    inputs += [{"name": top, "shape": shape, "layer": r.name} for r in rows
+               if r.type in DATASET_LAYERS + ("Python",) and not r.bottoms
+               for top, shape in zip(r.tops, r.output_shapes)]
+    notes = list(net.notes)
+    data = data_layer_note(net)
+    if data:
+        notes.append(data)
+    return Analysis(net.name, inputs, rows, totals, list(net.warnings), notes)
 
 
 def _shape(shape) -> str:

@@ -8,6 +8,8 @@ its weights live beside it as numpy arrays.
 """
 from __future__ import annotations
 
+import copy
+
 import difflib
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Sequence
@@ -99,6 +101,8 @@ class Net:
         # old syntax, one line each.
         self.warnings: list[str] = []
         self.notes: list[str] = []
+        # Shapes the user gave for tops of layers that read data (Net.set_shape).
+        self.top_shapes: dict[str, tuple[int, ...]] = {}
         self._indexed: tuple | None = None
 
     # -- building ---------------------------------------------------------------------------------
@@ -112,6 +116,49 @@ class Net:
         blob = InputBlob(name, shape)
         self.inputs.append(blob)
         return blob
+
+    def copy(self, layers: Iterable[Layer] | None = None) -> "Net":
+        """A net with this one's inputs, notes and settings, and copies of its layers (or
+        `layers`): inputs, layer lists and weights can change without touching this one (the
+        LayerParameter messages are shared)."""
+        out = Net(self.name, [copy.copy(i) for i in self.inputs])
+        out.input_layer_name = self.input_layer_name
+        out.warnings, out.notes = list(self.warnings), list(self.notes)
+        out.top_shapes = dict(self.top_shapes)
+        out.layers = list(layers) if layers is not None else [
+            Layer(layer.param, layer.blobs, layer.text_order, layer.extra)
+            for layer in self.layers]
+        return out
+
+    def set_shape(self, name: str, shape: Sequence[int]) -> None:
+        """Give blob `name` this shape: a net input's, an Input layer's top, or a top of a
+        layer that reads data (Data, ImageData, HDF5Data, Python... any without bottoms), whose
+        shape the prototxt may not say."""
+        shape = tuple(int(d) for d in shape)
+        if not shape or any(d <= 0 for d in shape):
+            raise NetError(f"'{name}': shape {shape} must have positive dimensions")
+        for blob in self.inputs:
+            if blob.name == name:
+                blob.shape = shape
+                return
+        for layer in self.layers:
+            if name not in layer.top:
+                continue
+            if layer.type == "Input":
+                k = list(layer.top).index(name)
+                shapes = input_layer_shapes(layer.param)
+                shapes[k] = shape
+                del layer.param.input_param.shape[:]
+                for s in shapes:
+                    layer.param.input_param.shape.add(dim=s)
+                return
+            if layer.bottom and layer.type != "Python":
+                raise NetError(f"'{name}' is computed by layer '{layer.name}' "
+                               f"({layer.type}); only inputs and the tops of layers that "
+                               "read data take a shape")
+            self.top_shapes[name] = shape
+            return
+        raise NetError(f"no input or data layer top named '{name}'")
 
     def add_layer(self, type: str, name: str, bottom: str | Sequence[str] = (),
                   top: str | Sequence[str] | None = None, **fields: Any) -> Layer:

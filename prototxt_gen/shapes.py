@@ -72,17 +72,29 @@ def infer(net: Net, partial: bool = False) -> list[LayerShapes]:
             if fn is None:
                 raise NetError(f"{where}: no shape rule for layer type '{layer.type}' (a "
                                "fork's layer? register one with prototxt_gen.shapes.rule)")
+            given = [net.top_shapes.get(t) for t in layer.top] if net.top_shapes else []
             try:
-                tops, weights = fn(layer, bottoms)
+                if any(g is not None for g in given) and all(g is not None for g in given):
+                    tops, weights = given, []  # the user's shapes: the rule may need data
+                else:
+                    tops, weights = fn(layer, bottoms)
             except ShapeMismatch as exc:
-                shapes = ", ".join(_fmt(s) for s in bottoms)
+                shapes = ", ".join(format_shape(s) for s in bottoms)
                 raise NetError(f"{where}: {exc} (input {shapes or 'none'})") from None
+            if any(g is not None for g in given):
+                tops = [g if g is not None else t for g, t in zip(given, tops)]
+            unknown = [t for t, shape in zip(layer.top, tops) if shape is None]
+            if unknown:  # a dataset layer's top that only the data knows
+                raise NetError(f"{where}: the file does not say the shape of top "
+                               f"'{unknown[0]}' (a batch_size, and crop_size or new_height "
+                               f"and new_width); give it with --input-shape "
+                               f"{unknown[0]}=N,C,H,W")
             if len(tops) < len(layer.top):
                 raise NetError(f"{where}: has {len(layer.top)} tops, the layer type produces "
                                f"{len(tops)}")
             for shape in list(tops[:len(layer.top)]) + list(weights):
                 if any(d < 0 for d in shape) or math.prod(shape) > MAX_VALUES:
-                    raise NetError(f"{where}: shape {_fmt(shape)} is beyond what any machine "
+                    raise NetError(f"{where}: shape {format_shape(shape)} is beyond what any machine "
                                    "holds (more than 2^53 values, or negative)")
         except NetError:
             if not partial:
@@ -129,10 +141,17 @@ def new_weight_bytes(shapes: Sequence[LayerShapes]) -> int:
     return 4 * sum(math.prod(b) for s in shapes if not s.layer.blobs for b in s.blobs)
 
 
+def largest_new_weight(shapes: Sequence[LayerShapes]) -> int:
+    """Bytes of the largest float32 blob among the layers that hold none yet."""
+    return 4 * max((math.prod(b) for s in shapes if not s.layer.blobs for b in s.blobs),
+                   default=0)
+
+
 def activation_bytes(shapes: Sequence[LayerShapes]) -> int:
-    """Bytes of every float32 top a forward pass computes (an upper bound on what running the
-    net holds at once)."""
-    return 4 * sum(math.prod(t) for s in shapes for t in s.tops if t is not None)
+    """Bytes of every float32 top a forward pass computes, in-place layers' tops being their
+    bottoms' memory (an upper bound on what running the net holds at once)."""
+    return 4 * sum(math.prod(t) for s in shapes if not s.layer.in_place
+                   for t in s.tops if t is not None)
 
 
 # More values than any machine holds, and more than int64 shape arithmetic (ONNX, NumPy,
@@ -179,7 +198,8 @@ def spatial(p, n: int, name: str, h: str, w: str, default: int | None) -> list[i
     return values
 
 
-def _fmt(shape: Sequence[int]) -> str:
+def format_shape(shape: Sequence[int]) -> str:
+    """1×3×224×224."""
     return "×".join(map(str, shape))
 
 
@@ -283,7 +303,7 @@ def _pooling(layer, bottoms):
     pp = p.pooling_param
     bottom = _one_bottom(bottoms)
     if len(bottom) != 4:
-        raise ShapeMismatch(f"Pooling needs a 4-D input, got {_fmt(bottom)}")
+        raise ShapeMismatch(f"Pooling needs a 4-D input, got {format_shape(bottom)}")
     h, w = bottom[2], bottom[3]
     if pp.global_pooling:
         if pp.HasField("kernel_size") or pp.HasField("kernel_h") or pp.HasField("kernel_w"):
@@ -346,7 +366,7 @@ def _scale_shape(axis: int, num_axes: int, bottom: Shape, what: str) -> Shape:
 def _broadcast_check(bottom: Shape, other: Shape, axis: int) -> None:
     axis = _axis(axis, len(bottom))
     if bottom[axis:axis + len(other)] != other:
-        raise ShapeMismatch(f"second bottom {_fmt(other)} does not match the first from "
+        raise ShapeMismatch(f"second bottom {format_shape(other)} does not match the first from "
                             f"axis {axis}")
 
 
@@ -452,7 +472,7 @@ def _eltwise(layer, bottoms):
         raise ShapeMismatch(f"Eltwise needs at least 2 bottoms, got {len(bottoms)}")
     if any(b != bottoms[0] for b in bottoms):
         raise ShapeMismatch("all bottoms must have the same shape: "
-                            + ", ".join(_fmt(b) for b in bottoms))
+                            + ", ".join(format_shape(b) for b in bottoms))
     ep = p.eltwise_param
     if ep.coeff and ep.operation != caffe_pb2.EltwiseParameter.SUM:
         raise ShapeMismatch("coeff only applies to the SUM operation")
@@ -471,7 +491,7 @@ def _concat(layer, bottoms):
     for b in bottoms[1:]:
         if len(b) != len(first) or b[:axis] + b[axis + 1:] != first[:axis] + first[axis + 1:]:
             raise ShapeMismatch(f"bottoms differ outside the concat axis {axis}: "
-                                + ", ".join(_fmt(x) for x in bottoms))
+                                + ", ".join(format_shape(x) for x in bottoms))
     total = sum(b[axis] for b in bottoms)
     return [bottoms[0][:axis] + (total,) + bottoms[0][axis + 1:]], []
 
@@ -501,9 +521,9 @@ def _axpy(layer, bottoms):
         raise ShapeMismatch(f"Axpy needs 3 bottoms (a, x, y), got {len(bottoms)}")
     a, x, y = bottoms
     if x != y:
-        raise ShapeMismatch(f"x {_fmt(x)} and y {_fmt(y)} must have the same shape")
+        raise ShapeMismatch(f"x {format_shape(x)} and y {format_shape(y)} must have the same shape")
     if len(a) < 2 or a[:2] != x[:2] or any(d != 1 for d in a[2:]):
-        raise ShapeMismatch(f"a {_fmt(a)} must be N×C×1×1 for x {_fmt(x)}")
+        raise ShapeMismatch(f"a {format_shape(a)} must be N×C×1×1 for x {format_shape(x)}")
     return [x], []
 
 
@@ -562,7 +582,7 @@ def _reshape(layer, bottoms):
                                 f"divide by {known}")
         new[new.index(-1)] = replaced // known
     elif math.prod(new) != replaced:
-        raise ShapeMismatch(f"shape {_fmt(new)} has {math.prod(new)} elements, the input "
+        raise ShapeMismatch(f"shape {format_shape(new)} has {math.prod(new)} elements, the input "
                             f"axes being replaced have {replaced}")
     return [bottom[:start] + tuple(new) + bottom[end:]], []
 
@@ -574,7 +594,7 @@ def _crop(layer, bottoms):
         raise ShapeMismatch(f"Crop needs 2 bottoms (data, reference), got {len(bottoms)}")
     data, ref = bottoms
     if len(data) != len(ref):
-        raise ShapeMismatch(f"the reference {_fmt(ref)} must have as many axes as {_fmt(data)}")
+        raise ShapeMismatch(f"the reference {format_shape(ref)} must have as many axes as {format_shape(data)}")
     axis, offsets = crop_offsets(cp, len(data))
     n = len(data) - axis
     if len(offsets) != n:
@@ -727,8 +747,11 @@ def _accuracy(layer, bottoms):
     return [(), (bottoms[0][axis],)], []
 
 
-@rule("SoftmaxWithLoss", "SigmoidCrossEntropyLoss", "EuclideanLoss", "HingeLoss",
-      "InfogainLoss", "MultinomialLogisticLoss", "ContrastiveLoss")
+LOSS_LAYERS = ("SoftmaxWithLoss", "SigmoidCrossEntropyLoss", "EuclideanLoss", "HingeLoss",
+               "InfogainLoss", "MultinomialLogisticLoss", "ContrastiveLoss")
+
+
+@rule(*LOSS_LAYERS)
 def _loss(layer, bottoms):
     if len(bottoms) < 2:
         raise ShapeMismatch(f"a loss layer needs at least 2 bottoms, got {len(bottoms)}")
@@ -767,10 +790,82 @@ def _parameter(layer, bottoms):
     return [shape], [shape]
 
 
-@rule("Data", "ImageData", "WindowData", "HDF5Data", "AnnotatedData", "Python")
+# Layers that read a dataset: their tops' shapes come from their parameters where the file
+# says them (dataset_shapes), else from --input-shape (Net.set_shape).
+DATASET_LAYERS = ("Data", "ImageData", "WindowData", "HDF5Data", "AnnotatedData")
+
+
+def dataset_shapes(layer) -> tuple[list[Shape | None], list[str]]:
+    """The shapes a dataset layer's tops get in Caffe, as far as the file tells them (None where
+    only the data knows), and what was assumed: [data, label] as N×C×H×W and N. The batch is
+    the layer's batch_size; H×W is transform_param.crop_size, else ImageData's new_height ×
+    new_width; C is 1 or 3 where the file says (is_color, force_gray, force_color), else 3."""
+    p, t = layer.param, layer.param.transform_param
+    kind = layer.type
+    if kind == "HDF5Data":  # its tops are the HDF5 file's datasets: any number, any shape
+        return [None] * len(layer.top), []
+    sub = {"ImageData": p.image_data_param, "WindowData": p.window_data_param}.get(
+        kind, p.data_param)
+    batch = sub.batch_size or None
+    assumed = []
+    crop = t.crop_size or (p.window_data_param.crop_size if kind == "WindowData" else 0)
+    if crop:
+        hw = (crop, crop)
+    elif kind == "ImageData" and p.image_data_param.new_height and \
+            p.image_data_param.new_width:
+        hw = (p.image_data_param.new_height, p.image_data_param.new_width)
+    else:
+        hw = None
+    if t.force_gray or (kind == "ImageData" and not p.image_data_param.is_color):
+        channels = 1
+    elif t.force_color or kind == "ImageData":
+        channels = 3
+    else:
+        channels = 3
+        assumed.append("3 channels")
+    data = (batch, channels, *hw) if batch and hw else None
+    tops: list[Shape | None] = [data]
+    if len(layer.top) > 1:
+        if kind == "AnnotatedData":  # one row per box, 8 values each; 1 box until data is read
+            tops.append((1, 1, 1, 8) if batch else None)
+            assumed.append("1 box per batch")
+        else:
+            tops.append((batch,) if batch else None)
+    return tops + [None] * (len(layer.top) - len(tops)), assumed
+
+
+def data_layer_note(net: Net) -> str | None:
+    """One line saying what shapes the layers that read data give, and where each came from:
+    the file's parameters, --input-shape, or an assumption (None if there is no such layer)."""
+    parts = []
+    for layer in net.layers:
+        if layer.bottom or layer.type not in DATASET_LAYERS + ("Python",):
+            continue
+        tops, assumed = dataset_shapes(layer) if layer.type != "Python" else \
+            ([None] * len(layer.top), [])
+        if layer.top and layer.top[0] in net.top_shapes:
+            assumed = [a for a in assumed if "channels" not in a]
+        shapes = []
+        for top, shape in zip(layer.top, tops):
+            given = net.top_shapes.get(top)
+            if given is not None or shape is not None:
+                shapes.append(f"'{top}' {format_shape(given or shape)}"
+                              + (" (--input-shape)" if given is not None else ""))
+        parts.append(f"layer '{layer.name}' ({layer.type}) gives "
+                     + (", ".join(shapes) or "no known shape")
+                     + (f", assuming {' and '.join(assumed)}" if assumed else ""))
+    return "data: " + "; ".join(parts) if parts else None
+
+
+@rule(*DATASET_LAYERS)
 def _dataset(layer, bottoms):
-    raise ShapeMismatch("its output shape depends on the dataset (or Python code); use the "
-                        "deploy prototxt, or declare its tops with input + input_shape instead")
+    return dataset_shapes(layer)[0], []  # None where only the data knows: infer says so
+
+
+@rule("Python")
+def _python(layer, bottoms):
+    raise ShapeMismatch("its output shape depends on its Python code; give its tops' shapes "
+                        "with --input-shape NAME=N,C,H,W")
 
 
 # -- multiply-accumulates -------------------------------------------------------------------------

@@ -68,8 +68,51 @@ def test_data_and_loss_layers():
     assert got["loss"] == [()]
     assert got["acc"] == [()]
     assert fails('layer { name: "d" type: "Data" top: "data" top: "label" '
-                 'data_param { source: "x" batch_size: 4 } }', ()).startswith(
-        "layer 'd' (Data): its output shape depends on the dataset")
+                 'data_param { source: "x" batch_size: 4 } }', ()) == (
+        "layer 'd' (Data): the file does not say the shape of top 'data' (a batch_size, and "
+        "crop_size or new_height and new_width); give it with --input-shape data=N,C,H,W")
+
+
+@pytest.mark.parametrize("layer,expected,assumed", [
+    # Caffe's DataLayer: batch_size from data_param, H×W from the crop; channels unknown.
+    ('type: "Data" top: "data" top: "label" transform_param { crop_size: 227 } '
+     'data_param { source: "x" batch_size: 50 }', [(50, 3, 227, 227), (50,)], ["3 channels"]),
+    ('type: "Data" top: "data" transform_param { crop_size: 28 force_gray: true } '
+     'data_param { batch_size: 64 }', [(64, 1, 28, 28)], []),
+    # ImageData: new_height × new_width without a crop; is_color says the channels.
+    ('type: "ImageData" top: "data" top: "label" image_data_param { source: "list.txt" '
+     'batch_size: 8 new_height: 256 new_width: 320 is_color: false }',
+     [(8, 1, 256, 320), (8,)], []),
+    ('type: "ImageData" top: "data" top: "label" transform_param { crop_size: 224 } '
+     'image_data_param { source: "list.txt" new_height: 256 new_width: 256 }',
+     [(1, 3, 224, 224), (1,)], []),  # ImageData's batch_size defaults to 1
+    ('type: "WindowData" top: "data" top: "label" window_data_param { source: "w.txt" '
+     'batch_size: 128 crop_size: 227 }', [(128, 3, 227, 227), (128,)], ["3 channels"]),
+])
+def test_dataset_layers_get_the_shapes_their_parameters_say(layer, expected, assumed):
+    from prototxt_gen.shapes import dataset_shapes
+    net = read_prototxt("<t>", text=f'layer {{ name: "d" {layer} }}')
+    assert shapes_of(f'layer {{ name: "d" {layer} }}', ())["d"] == expected
+    assert dataset_shapes(net.layers[0]) == (expected, assumed)
+
+
+def test_shapes_given_for_tops_the_file_does_not_size():
+    net = read_prototxt("<t>", text=(
+        'layer { name: "h5" type: "HDF5Data" top: "x" top: "y" hdf5_data_param { '
+        'source: "f.txt" batch_size: 10 } }\n'
+        'layer { name: "fc" type: "InnerProduct" bottom: "x" top: "fc" '
+        'inner_product_param { num_output: 3 } }'))
+    with pytest.raises(NetError, match="give it with --input-shape x=N,C,H,W"):
+        infer(net)
+    net.set_shape("x", (10, 7))
+    with pytest.raises(NetError, match="top 'y'"):
+        infer(net)
+    net.set_shape("y", (10,))
+    assert [s.tops for s in infer(net)] == [[(10, 7), (10,)], [(10, 3)]]
+    with pytest.raises(NetError, match="'fc' is computed by layer 'fc' \\(InnerProduct\\)"):
+        net.set_shape("fc", (1, 3))
+    with pytest.raises(NetError, match="no input or data layer top named 'z'"):
+        net.set_shape("z", (1,))
 
 
 @pytest.mark.parametrize("body,message", [
