@@ -13,7 +13,7 @@ import math
 import mmap as _mmap
 import os
 from dataclasses import dataclass, field
-from typing import BinaryIO, Sequence
+from typing import BinaryIO, Callable, Sequence
 
 import numpy as np
 
@@ -331,16 +331,49 @@ def _signed(v: int) -> int:
     return v - (1 << 64) if v >= 1 << 63 else v
 
 
-def read_caffemodel_net(path: str | os.PathLike, phase: str | None = None) -> Net:
+def read_caffemodel_net(path: str | os.PathLike, phase: str | None = None, *,
+                        prepare: Callable[[Net], None] | None = None) -> Net:
     """The network a .caffemodel embeds (Caffe saves each layer's full definition next to its
-    weights), with those weights: for when the prototxt is lost."""
+    weights), with those weights: for when the prototxt is lost. `prepare(net)` runs before
+    the shapes are needed (to give a data layer's tops their shapes: Net.set_shape)."""
     with read_caffemodel(path) as model:
-        try:
-            net = Net.from_proto(model.proto, phase)
-            net.check()
-        except NetError as exc:
-            raise NetError(f"{model.path}: {exc}") from None
+        net = _embedded_net(model, phase, prepare)
         load_weights(net, model)
+    return net
+
+
+def _embedded_net(model: CaffeModel, phase: str | None, prepare=None) -> Net:
+    """The embedded net in `phase`; by default in the phase Caffe stamped on its layers when
+    it saved them (a snapshot taken in training is the TRAIN net, with its data layers), else
+    in the file's state or TEST -- and if that net is incomplete, TRAIN."""
+    from .inference import DATA_SOURCES
+    from .shapes import infer
+    proto = model.proto
+    if phase is None and not proto.HasField("state"):
+        stamped = {lp.phase for lp in proto.layer if lp.HasField("phase")}
+        if stamped == {caffe_pb2.TRAIN}:
+            phase = "TRAIN"
+    tries = [phase] if phase is not None else [None, "TRAIN"]
+    for choice in tries:
+        try:
+            net = Net.from_proto(proto, choice)
+            net.check()
+            if prepare is not None:
+                prepare(net)
+            infer(net)
+            break
+        except NetError as exc:
+            failure = exc
+    else:
+        hint = ""
+        if any(lp.type in DATA_SOURCES for lp in proto.layer):
+            hint = (" -- it embeds its training net; for the deploy view give the deploy "
+                    f"prototxt with --weights {model.path}")
+        raise NetError(f"{model.path}: {failure}{hint}") from None
+    if choice == "TRAIN":
+        net.notes.append("read the embedded net in phase TRAIN, the phase it was saved in "
+                         "(--phase TEST for the other; for the deploy view give the deploy "
+                         "prototxt with --weights)")
     return net
 
 

@@ -8,11 +8,13 @@ import argparse
 import math
 import os
 import re
+import shlex
 import sys
+import warnings
 from typing import Callable, Sequence
 
 from . import __version__
-from .errors import PrototxtGenError, one_line
+from .errors import NetError, PrototxtGenError, one_line
 from .schema import INT_MAX
 
 PROG = "prototxt-gen"
@@ -61,6 +63,21 @@ def _shape(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(
             f"expected N,C,H,W (four positive integers), got '{text}'")
     return dims
+
+
+def _named_shape(text: str) -> tuple[str | None, tuple[int, ...]]:
+    """NAME=D1,D2,... (any blob, 1 to 8 dimensions) or N,C,H,W (the first input)."""
+    name, eq, dims_text = text.rpartition("=")
+    if not eq:
+        return None, _shape(text)
+    try:
+        dims = tuple(int(p) for p in re.split(r"[,x×]", dims_text.strip()))
+    except ValueError:
+        dims = ()
+    if not name or not 1 <= len(dims) <= 8 or any(not 1 <= d <= INT_MAX for d in dims):
+        raise argparse.ArgumentTypeError(
+            f"expected NAME=N,C,H,W (a blob and up to 8 positive integers), got '{text}'")
+    return name, dims
 
 
 def _iterations(text: str) -> tuple[int, ...]:
@@ -299,6 +316,11 @@ def cmd_info(argv: Sequence[str]) -> int:
         more = len(report.mismatched) - 1
         raise PrototxtGenError(report.mismatched[0]
                                + (f" (and {more} more layer(s))" if more else ""))
+    if report is not None and report.missing and not report.loaded:
+        raise PrototxtGenError(
+            f"{args.weights}: no layer of the net has weights in the file ("
+            f"{len(report.missing)} need them; the file's {len(report.extra)} other layer(s) "
+            "match none by name): the weights of another net?")
     return 0
 
 
@@ -312,30 +334,56 @@ def _net_options(p: argparse.ArgumentParser) -> None:
     """--phase and --input-shape, shared by the commands that read a net."""
     p.add_argument("--phase", choices=("TRAIN", "TEST"), type=str.upper,
                    help="which layers of a train_val file (default: the file's state, else TEST)")
-    p.add_argument("--input-shape", type=_shape, metavar="N,C,H,W",
-                   help="replace the shape of the (first) input")
+    p.add_argument("--input-shape", type=_named_shape, action="append", default=[],
+                   metavar="[NAME=]N,C,H,W",
+                   help="the shape of input NAME (default: the first), or of a data layer's "
+                        "top the file does not size; repeatable")
 
 
 def _load_for(args):
-    """The net named by args.net, in args.phase, with args.input_shape applied."""
-    net = load_net(args.net, args.phase)
-    if args.input_shape:
-        if not net.inputs:
-            raise PrototxtGenError(f"{args.net}: the net declares no input to reshape")
-        net.inputs[0].shape = args.input_shape
+    """The net named by args.net, in args.phase, with each --input-shape applied."""
+    def reshape(net):
+        for name, shape in args.input_shape:
+            if name is None:
+                name = _first_input(net)
+                if name is None:
+                    raise PrototxtGenError(f"{args.net}: the net declares no input to reshape")
+            try:
+                net.set_shape(name, shape)
+            except NetError as exc:
+                raise PrototxtGenError(f"--input-shape: {exc}") from None
+
+    return load_net(args.net, args.phase, reshape)
+
+
+def _first_input(net) -> str | None:
+    """The blob a bare --input-shape sets: the first input, else a data layer's first top."""
+    from .net import net_inputs
+    found = net_inputs(net)
+    if found:
+        return found[0][0]
+    return next((layer.top[0] for layer in net.layers if not layer.bottom and layer.top
+                 and layer.type not in ("Parameter", "DummyData")), None)
+
+
+def load_net(name: str, phase: str | None = None, prepare=None):
+    """A net from a prototxt path, a .caffemodel, a TOML spec or a built-in model's name;
+    `prepare(net)` (shapes the user gives) runs on it before anything needs its shapes."""
+    from pathlib import Path
+    path = Path(name)
+    if path.suffix == ".caffemodel":
+        from .caffemodel import read_caffemodel_net
+        return read_caffemodel_net(path, phase, prepare=prepare)
+    net = _net_from(name, path, phase)
+    if prepare is not None:
+        prepare(net)
     return net
 
 
-def load_net(name: str, phase: str | None = None):
-    """A net from a prototxt path, a TOML spec or a built-in model's name."""
-    from pathlib import Path
-    path = Path(name)
+def _net_from(name, path, phase):
     if path.suffix == ".toml":
         from .generator import generate
         return generate(path)
-    if path.suffix == ".caffemodel":
-        from .caffemodel import read_caffemodel_net
-        return read_caffemodel_net(path, phase)
     if path.exists() or len(path.parts) > 1 or path.suffix:
         from .reader import read_prototxt
         return read_prototxt(path, phase)
@@ -452,8 +500,28 @@ def _require(args) -> None:
             __import__(module)
         except ImportError:
             option = "--verify" if args.verify and module != "onnx" else f"--to {args.to}"
-            raise PrototxtGenError(f"{option} needs {what}: pip install "
-                                   f"'prototxt-gen[{extra}]'") from None
+            raise PrototxtGenError(f"{option} needs {what}: {install_hint(extra)}") from None
+
+
+def install_hint(extra: str) -> str:
+    """A command that installs an extra's packages into the running Python, whether
+    prototxt-gen came from a clone, a wheel or an index: its own pip, with the versions the
+    installed package declares for that extra."""
+    from importlib import metadata
+    try:
+        declared = metadata.requires("prototxt-gen") or []
+    except metadata.PackageNotFoundError:  # run from a source tree without installing
+        declared = []
+    wanted = []
+    for req in declared:
+        spec, _, marker = req.partition(";")
+        if re.search(rf"""extra\s*==\s*["']{re.escape(extra)}["']""", marker):
+            wanted.append(spec.strip().replace(" ", ""))
+    if not wanted:
+        wanted = {"torch": ["torch"], "onnx": ["onnx", "onnxruntime"],
+                  "render": ["graphviz"]}.get(extra, [extra])
+    python = sys.executable or "python3"
+    return f"{shlex.quote(python)} -m pip install " + " ".join(shlex.quote(w) for w in wanted)
 
 
 def _convert(net, args, state) -> None:
@@ -475,20 +543,38 @@ def _convert(net, args, state) -> None:
 
 def _convert_onnx(net, args) -> None:
     from .caffemodel import fill_placeholders
-    from .onnx import DEFAULT_OPSET, save_onnx
-    fill_placeholders(net)  # so that --verify's PyTorch module gets the same weights
+    from .onnx import DEFAULT_OPSET, save_onnx, to_onnx
+    opset = args.opset or DEFAULT_OPSET
+    # Without weights, --verify checks the translation on random weights of realistic scale
+    # (the placeholders make every output a constant); with them, the file itself.
+    if args.verify:
+        from .shapes import infer
+        bare = any(s.blobs and not s.layer.blobs for s in infer(net))
+    else:
+        bare = False
+    trial = net.copy() if bare else None
+    fill_placeholders(net)
     report = []
+
+    def translate(trial_net):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # said once, for the file
+            return to_onnx(trial_net, opset=opset, fuse=args.fuse,
+                           dynamic_batch=not args.static_batch).SerializeToString()
 
     def verify(model_path):  # before the file is renamed into place: a mismatch writes nothing
         from .verify import verify_onnx
-        report.extend(verify_onnx(net, model_path, fuse=args.fuse))
+        batch = None if args.static_batch else 2  # a dynamic batch is checked as one
+        report.append(verify_onnx(trial if bare else net, translate if bare else model_path,
+                                  fuse=args.fuse, batch=batch))
 
-    save_onnx(net, args.output, opset=args.opset or DEFAULT_OPSET, fuse=args.fuse,
+    save_onnx(net, args.output, opset=opset, fuse=args.fuse,
               dynamic_batch=not args.static_batch, check_with=verify if args.verify else None)
     if report:
         import onnxruntime
         print(f"{PROG}: verified: onnxruntime {onnxruntime.__version__} agrees with the PyTorch "
-              "translation on random input: " + ", ".join(map(str, report)), file=sys.stderr)
+              f"translation{' run in float64' if report[0].float64 else ''} {report[0]}",
+              file=sys.stderr)
 
 
 RENDER_EXAMPLES = f"""\
@@ -536,11 +622,14 @@ def cmd_render(argv: Sequence[str]) -> int:
             raise PrototxtGenError(f"--collapse {args.collapse!r}: {exc}") from None
     import importlib.util
     if importlib.util.find_spec("graphviz") is None:
-        raise PrototxtGenError("render needs the graphviz package: pip install "
-                               "'prototxt-gen[render]'")
+        raise PrototxtGenError(f"render needs the graphviz package: {install_hint('render')}")
     net = _load_for(args)
     from .errors import NetError
     from .render import render
+    from .shapes import data_layer_note
+    note = data_layer_note(net)
+    if note:
+        print(f"{PROG}: note: {note}", file=sys.stderr)
     try:
         render(net, args.output, fmt=args.format, rankdir=args.rankdir, collapse=args.collapse)
     except NetError as exc:
