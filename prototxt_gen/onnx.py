@@ -29,6 +29,7 @@ from .caffemodel import placeholder
 from .errors import NetError, untranslatable
 from .fuse import batchnorm_eps, batchnorm_scale_pairs, batchnorm_statistics
 from .fuse import fuse as fold_affine
+from .inference import for_inference
 from .net import Layer, Net, net_inputs, net_outputs
 from .shapes import (LayerShapes, affine_layout, concat_axis, conv_geometry, crop_offsets,
                      flatten_axes, infer, normalize_params, permute_order, reduction_axes,
@@ -221,6 +222,7 @@ def translate(net: Net, *, opset: int = DEFAULT_OPSET, fuse: bool = False,
     stay in `arrays`; `fill()` puts them in) and skips the check."""
     if opset not in OPSETS:
         raise NetError(f"opset {opset} is not supported (choose {OPSETS[0]}-{OPSETS[-1]})")
+    net = for_inference(net)
     if fuse:
         net = fold_affine(net)
     shapes = infer(net)
@@ -252,8 +254,8 @@ def translate(net: Net, *, opset: int = DEFAULT_OPSET, fuse: bool = False,
         if layer.type == "Input":
             values[layer.name] = list(layer.top)
             continue
-        if i in merged_into:  # its BatchNorm wrote this layer's top already
-            values[layer.name] = [current[layer.top[0]]]
+        if i in merged_into:  # its BatchNorm computed this layer's top already
+            current[layer.top[0]] = values[layer.name][0]
             continue
         x = [current[b] for b in layer.bottom]
         target = pairs.get(i)

@@ -20,6 +20,9 @@ import keyword
 import linecache
 import math
 import os
+import symtable
+import textwrap
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
@@ -33,13 +36,14 @@ from .errors import NetError, one_line, shown, untranslatable
 from .fuse import (batchnorm_eps, batchnorm_scale_pairs, batchnorm_statistics,
                    value_readers)
 from .fuse import fuse as fold_affine
+from .inference import for_inference
 from .net import Layer, Net, net_inputs, net_outputs
 from .limits import check_memory
 from .prototxt import format_float32
-from .shapes import (LayerShapes, activation_bytes, affine_layout, concat_axis, conv_geometry,
-                     crop_offsets, flatten_axes, infer, new_weight_bytes, normalize_params,
-                     permute_order, reduction_axes, reshape_span, shuffle_group, slice_axis,
-                     spatial, tile_repeats)
+from .shapes import (LayerShapes, affine_layout, concat_axis, conv_geometry,
+                     crop_offsets, flatten_axes, infer, largest_new_weight, new_weight_bytes,
+                     normalize_params, permute_order, reduction_axes, reshape_span,
+                     shuffle_group, slice_axis, spatial, tile_repeats)
 
 
 class Unsupported(Exception):
@@ -124,7 +128,7 @@ class Plan:
     fast: dict[int, str] = field(default_factory=dict)
     fast_helpers: tuple[Callable, ...] = ()  # torch_ops functions the fast code calls
     new_weights: int = 0      # bytes of initial weights for layers the net has none for
-    activations: int = 0      # bytes of every top of a forward pass
+    largest_new: int = 0      # bytes of the largest of those initial weights
 
     @property
     def helpers(self) -> list[type]:
@@ -179,7 +183,9 @@ _MODULE_ATTRS = set(dir(nn.Module)) | {
 
 def plan(net: Net, fuse: bool = False) -> Plan:
     """Translate every layer (without building modules). Layers that cannot be translated are
-    all reported in one error, before anything is built."""
+    all reported in one error, before anything is built. A training net is translated for
+    inference (see inference.for_inference)."""
+    net = for_inference(net)
     if fuse:
         net = fold_affine(net)
     shapes = infer(net)
@@ -217,7 +223,7 @@ def plan(net: Net, fuse: bool = False) -> Plan:
     merged = any("batch_norm_scale(" in code for code in fast.values())
     return Plan(net.name, inputs, outputs, statements, fuse, fast,
                 (torch_ops.batch_norm_scale,) if merged else (), new_weight_bytes(shapes),
-                activation_bytes(shapes))
+                largest_new_weight(shapes))
 
 
 # Layers whose output is a new tensor that autograd does not need again: a ReLU may overwrite it.
@@ -407,11 +413,13 @@ def _module(p: Plan, cls_name: str) -> CaffeNet:
 def build_module(ctor: Ctor, layer_name: str = "") -> nn.Module:
     """Create the submodule; with every tensor given, on the meta device first so that no
     memory is allocated or initialized only to be replaced."""
-    complete = all(v is not None for v in ctor.tensors.values())
+    complete = bool(ctor.tensors) and all(v is not None for v in ctor.tensors.values())
     if complete:
         with torch.device("meta"):
             module = ctor.cls(*ctor.args, **ctor.kwargs)
-    else:
+        if {n for n, _ in _tensors(module)} - set(ctor.tensors):
+            complete = False  # a tensor the converter does not set (a fork's module)
+    if not complete:
         module = ctor.cls(*ctor.args, **ctor.kwargs)
     for name, arr in ctor.tensors.items():
         owner, _, leaf = name.rpartition(".")
@@ -429,6 +437,10 @@ def build_module(ctor: Ctor, layer_name: str = "") -> nn.Module:
         else:
             target._buffers[leaf] = tensor
     return module
+
+
+def _tensors(module: nn.Module):
+    return list(module.named_parameters()) + list(module.named_buffers())
 
 
 def _tensor(arr: np.ndarray) -> torch.Tensor:
@@ -464,9 +476,54 @@ def to_source(net: Net, *, fuse: bool = False, class_name: str | None = None,
     return _source(plan(net, fuse), cls_name, weights_file)
 
 
+def _copied_sources(p: Plan, cls_name: str) -> list[str]:
+    """The source of every class the exported file defines besides the net's: the helpers of
+    torch_ops, and each class a registered converter brought (a fork layer's own module),
+    copied when it needs nothing but torch and builtins -- else a NetError naming it."""
+    sources = {h: inspect.getsource(h).rstrip() for h in p.helpers}
+    foreign: dict[type, Layer] = {}
+    for st in p.statements:
+        for h in st.lowered.helpers + ((st.lowered.module.cls,) if st.lowered.module else ()):
+            if h not in sources and not h.__module__.startswith("torch."):
+                foreign.setdefault(h, st.layer)
+    available = set(dir(builtins)) | {"torch", "nn", "F"} | {h.__name__ for h in sources} \
+        | {h.__name__ for h in foreign}
+    for cls, layer in foreign.items():
+        where = f"layer '{layer.name}' ({layer.type}): class {cls.__qualname__} " \
+                f"(from {cls.__module__})"
+        try:
+            source = textwrap.dedent(inspect.getsource(cls)).rstrip()
+            missing = sorted(_global_names(source) - available)
+        except (OSError, TypeError, SyntaxError):
+            raise NetError(f"{where}: its source is not available to copy into the .py; use "
+                           "--to pytorch, whose program needs no source") from None
+        if missing or cls.__name__ == cls_name:
+            why = (f"uses {', '.join(map(repr, missing))}, which the .py would lack" if missing
+                   else "has the name of the exported class (give --class-name)")
+            raise NetError(f"{where} {why}; use --to pytorch, whose program needs no source, "
+                           "or make the class self-contained (torch, nn, F and builtins only)")
+        sources[cls] = source
+    return list(sources.values())
+
+
+def _global_names(source: str) -> set[str]:
+    """Names the source reads from its module's globals (not the ones it defines itself)."""
+    table = symtable.symtable(source, "<class>", "exec")
+    defined = {sym.get_name() for sym in table.get_symbols() if sym.is_assigned()
+               or sym.is_imported()}
+    used, todo = set(), [table]
+    while todo:
+        t = todo.pop()
+        for sym in t.get_symbols():
+            if sym.is_referenced() and (sym.is_global() or t is table):
+                used.add(sym.get_name())
+        todo.extend(t.get_children())
+    return used - defined
+
+
 def _source(p: Plan, cls_name: str, weights_file: str | None) -> str:
     from . import __version__
-    helpers = "".join("\n\n" + inspect.getsource(h).rstrip() + "\n" for h in p.helpers)
+    helpers = "".join("\n\n" + h + "\n" for h in _copied_sources(p, cls_name))
     init = [f"        self.{st.attr} = {st.lowered.module.source()}"
             for st in p.statements if st.attr]
     body = forward_source(p).replace("\n", "\n    ").rstrip() + "\n"
@@ -523,30 +580,53 @@ def save_python(net: Net, path: str | os.PathLike, *, fuse: bool = False,
 
 def save_exported(net: Net, path: str | os.PathLike, *, fuse: bool = False,
                   class_name: str | None = None) -> None:
-    """Write the module as a torch.export program with a dynamic batch dimension: loading it
-    needs torch only (`torch.export.load(path).module()`)."""
+    """Write the module as a torch.export program whose batch (dimension 0 of every input) is
+    free: loading it needs torch only (`torch.export.load(path).module()`). Where a layer
+    ties the batch, the program is exported for the file's shapes, with a warning saying so."""
     from .fileio import atomic_open
     cls_name = _class_for(net, class_name)
     p = plan(net, fuse)
-    # Export traces the module on example inputs and keeps copies of the weights (measured:
-    # 3x a 400 MB layer), the inputs and (at most) every top.
-    check_memory(3 * p.new_weights + p.activations
-                 + 4 * sum(math.prod(s) for _, _, s in p.inputs),
-                 "exporting (initial weights, example inputs and activations)")
+    # Export keeps the module's weights, and saving copies a tensor at a time (measured: 3x
+    # one 400 MB layer; 1.2-1.25x the weights of a ResNet-152 or a Wide ResNet-101, beyond
+    # the 340 MB torch.export itself takes). Tops are traced as fake tensors: only the example
+    # inputs are real, at a batch of up to 3 where the file says 1 (_export_dynamic).
+    grow = max((3 / max(s[0], 1) if len(s) else 1 for _, _, s in p.inputs), default=1)
+    check_memory(5 * p.new_weights // 4 + 2 * p.largest_new
+                 + 4 * max(grow, 1) * sum(math.prod(s) for _, _, s in p.inputs),
+                 "exporting (initial weights and example inputs)")
     model = _module(p, cls_name)
     if not model.input_names:
         raise NetError("the net declares no input")
-    example = tuple(torch.zeros(shape) for shape in model.input_shapes)
-    batch = torch.export.Dim("batch", min=1)
-    dynamic = tuple({0: batch} if len(x.shape) else None for x in example)
-    try:
+    program, reason = _export_dynamic(model)
+    if program is None:  # a layer ties the batch size (a Reshape naming it, say)
+        shapes = ", ".join("x".join(map(str, s)) for s in model.input_shapes)
+        warnings.warn(f"{os.fspath(path)}: exported for the file's input shapes only "
+                      f"({shapes}): the batch cannot vary ({reason})", stacklevel=2)
         with torch.no_grad():
-            program = torch.export.export(model, example, dynamic_shapes=dynamic)
-    except Exception:  # a layer whose arithmetic ties the batch size: export it fixed
-        with torch.no_grad():
-            program = torch.export.export(model, example)
+            program = torch.export.export(
+                model, tuple(torch.zeros(s) for s in model.input_shapes))
     with atomic_open(path) as f:
         torch.export.save(program, f)
+
+
+def _export_dynamic(model: nn.Module):
+    """(program, None) with dimension 0 of every input free, or (None, why not). The example
+    batch is never 1: torch.export specializes a size of 1 (or of any input dimension equal to
+    another) and the program would then refuse every other batch."""
+    declared = {s[0] for s in model.input_shapes if len(s)}
+    tried = []
+    for batch in sorted({max(2, b) for b in declared} | {3}):
+        example = tuple(torch.zeros((batch, *s[1:]) if len(s) else s)
+                        for s in model.input_shapes)
+        dim = torch.export.Dim("batch", min=1)
+        dynamic = tuple({0: dim} if len(x.shape) else None for x in example)
+        try:
+            with torch.no_grad():
+                return torch.export.export(model, example, dynamic_shapes=dynamic), None
+        except Exception as exc:  # noqa: BLE001 - torch raises many kinds; the reason is kept
+            tried.append(one_line(str(exc).strip().splitlines()[0] if str(exc).strip()
+                                  else type(exc).__name__, 200))
+    return None, tried[0]
 
 
 def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:

@@ -281,6 +281,7 @@ def test_unsupported_layers_are_listed_up_front():
     net = read_prototxt(ZOO / "lenet.prototxt")
     net.add_layer("SoftmaxWithLoss", "loss", ["ip2", "data"])  # data stands in for labels
     net.add_layer("Accuracy", "acc", ["ip2", "data"])
+    net.add_layer("Eltwise", "both", ["loss", "acc"])  # read on: not left out for inference
     with pytest.raises(NetError) as err:
         to_torch(net)
     message = str(err.value)
