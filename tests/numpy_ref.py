@@ -1,7 +1,7 @@
 """A plain NumPy reading of Caffe's layer arithmetic (the loops of Caffe's *_layer.cpp, as
 recorded in caffe_facts.md), independent of the PyTorch translator: for the layers OpenCV lacks
-(Axpy, Bias, Tile, Reduction, stochastic pooling...) or computes differently (LRN within a
-channel). check_layers() feeds each layer the exact values our module gave its bottoms."""
+(Bias, Tile, Reduction, stochastic pooling...) or computes differently (LRN within a channel;
+Axpy, which OpenCV 4 computes as a·y + x). check_layers() feeds each layer the exact values our module gave its bottoms."""
 import math
 
 import numpy as np

@@ -79,8 +79,8 @@ def opencv_blobs(net, prototxt, weights, xs, blobs):
 
 
 def rewrite_axpy(net, path):
-    """`net` with each Axpy(a, x, y) -- SENet's fork layer, which OpenCV lacks -- spelled in
-    layers OpenCV has: Flatten(a), Scale(x, a, axis 0), Eltwise SUM(., y); written to `path`."""
+    """`net` with each Axpy(a, x, y) -- SENet's fork layer, a·x + y, which OpenCV 4 computes as
+    a·y + x -- spelled in layers OpenCV computes as Caffe does: Flatten(a), Scale(x, a, axis 0), Eltwise SUM(., y); written to `path`."""
     rewritten = Net(net.name, net.inputs)
     for layer in net.layers:
         if layer.type != "Axpy":

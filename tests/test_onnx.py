@@ -2,7 +2,7 @@
 
 References: OpenCV's Caffe importer (an independent implementation) on the same prototxt and the
 caffemodel our writer made, compared blob by blob with onnxruntime (CPUExecutionProvider) running
-our model; where OpenCV lacks a layer (Axpy, Bias, Tile...) or departs from Caffe (within-channel
+our model; where OpenCV lacks a layer (Bias, Tile...) or departs from Caffe (Axpy, within-channel
 LRN), the NumPy reading of Caffe's loops in numpy_ref.py. Every model built here passes
 onnx.checker's full check (strict shape inference) before it is returned.
 """
@@ -110,9 +110,9 @@ def test_generated_resnets_match_opencv(tmp_path, model_name, shape):
 
 
 def test_se_resnet_matches_opencv_with_axpy_rewritten(tmp_path):
-    """OpenCV has no Axpy: it runs the net with each Axpy spelled as Flatten + Scale(axis 0) +
-    Eltwise, our model has SENet's own; every blob they share agrees, and the Axpy layers
-    match NumPy's a * x + y given the bottoms our model computed."""
+    """OpenCV's Axpy is a·Y + X, not SENet's a·X + Y: it runs the net with each Axpy spelled
+    as Flatten + Scale(axis 0) + Eltwise, our model has SENet's own; every blob they share
+    agrees, and the Axpy layers match NumPy's a * x + y given the bottoms our model computed."""
     net, _, weights = with_weights(tmp_path, ZOO / "SE-ResNet-50.prototxt")
     prototxt = rewrite_axpy(net, tmp_path / "se_rewritten.prototxt")
     assert blobs_vs_opencv(net, prototxt, weights) > 100

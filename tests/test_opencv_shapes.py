@@ -63,7 +63,8 @@ def check_with_opencv(net, prototxt, weights):
         np.testing.assert_allclose(prob.reshape(prob.shape[0], -1).sum(axis=1), 1.0, rtol=1e-4)
 
 
-# OpenCV 4 reads the fork field ceil_mode itself (its caffe.proto has it) but has no Axpy.
+# OpenCV 4 reads the fork field ceil_mode itself (its caffe.proto has it); its Axpy computes
+# a·Y + X, not SENet's a·X + Y (test_user_files.py), so SE-ResNet is checked with Axpy rewritten.
 ZOO_FOR_OPENCV = sorted(p.name for p in ZOO.glob("*.prototxt") if p.name != "SE-ResNet-50.prototxt")
 
 

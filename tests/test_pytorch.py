@@ -1,8 +1,8 @@
 """The PyTorch translator gives Caffe's numbers.
 
 References: OpenCV's Caffe importer (an independent implementation) reading the same prototxt and
-the caffemodel our writer made, compared blob by blob; where OpenCV lacks a layer (Axpy, Bias,
-Tile...) or departs from Caffe (within-channel LRN), the NumPy reading of Caffe's loops in
+the caffemodel our writer made, compared blob by blob; where OpenCV lacks a layer (Bias,
+Tile...) or departs from Caffe (Axpy, within-channel LRN), the NumPy reading of Caffe's loops in
 numpy_ref.py. Weights are random (tests/weights.py: BatchNorm scale factor 2, positive variances).
 """
 import subprocess
@@ -71,9 +71,9 @@ def test_generated_resnets_match_opencv(tmp_path, model_name, shape):
 
 
 def test_se_resnet_matches_opencv_with_axpy_rewritten(tmp_path):
-    """OpenCV has no Axpy, so it runs the same net with each Axpy(a, x, y) spelled in layers it
-    has -- Flatten(a), Scale(x, a, axis 0), Eltwise SUM(., y) -- while our module runs SENet's
-    own Axpy; every blob the two nets share agrees. The Axpy layers themselves are checked
+    """OpenCV's Axpy computes a·y + x, not SENet's a·x + y, so it runs the same net with each
+    Axpy(a, x, y) spelled in other layers -- Flatten(a), Scale(x, a, axis 0), Eltwise SUM(., y)
+    -- while our module runs SENet's own Axpy; every blob the two nets share agrees. The Axpy layers themselves are checked
     against NumPy (a * x + y)."""
     net, _, weights = with_weights(tmp_path, ZOO / "SE-ResNet-50.prototxt")
     prototxt = rewrite_axpy(net, tmp_path / "se_rewritten.prototxt")
