@@ -276,13 +276,17 @@ examples:
   {PROG} info deploy.prototxt --weights model.caffemodel
       also check the weights: layers missing or extra, blobs of the wrong shape
   {PROG} info train_val.prototxt --phase TRAIN --format json
+      Data layers sized by their batch_size and crop_size (a note says what was assumed)
+  {PROG} info mnist_train_val.prototxt --input-shape data=64,1,28,28
+      a data layer's top that the file does not size (no crop_size; HDF5Data; Python)
   {PROG} info resnet50 --input-shape 1,3,448,448
       a built-in model (or a --spec TOML file) works too
   {PROG} info model.caffemodel
-      the net a .caffemodel embeds, when its prototxt is lost
+      the net a .caffemodel embeds, when its prototxt is lost (a training snapshot's TRAIN
+      net: give the deploy prototxt with --weights for the deploy view)
 
-exit status: 0 success, 2 bad input (unreadable net or weights that do not fit), 1 output
-could not be written, 70 internal error"""
+exit status: 0 success, 2 bad input (unreadable net, weights that do not fit or of another
+net), 1 output could not be written, 70 internal error"""
 
 
 def cmd_info(argv: Sequence[str]) -> int:
