@@ -279,7 +279,3 @@ def classifier(b: Builder, bottom: str, last_stage: int, pool: str, pool_kernel,
     if softmax:
         x = b.net.add_layer("Softmax", b.naming("prob"), x).name
     return x
-
-
-# Other families register their kinds in the same tables.
-from . import inception_blocks  # noqa: E402,F401  (registers Inception-ResNet kinds)

@@ -629,7 +629,7 @@ def cmd_render(argv: Sequence[str]) -> int:
         raise PrototxtGenError(f"render needs the graphviz package: {install_hint('render')}")
     net = _load_for(args)
     from .errors import NetError
-    from .render import render
+    from .drawing import render
     from .shapes import data_layer_note
     note = data_layer_note(net)
     if note:

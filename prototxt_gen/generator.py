@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from .blocks import BLOCKS, HEADS, STEMS, Builder
+from .kinds import BLOCKS, HEADS, STEMS, Builder
 from .errors import SpecError
 from .net import Net
 from .shapes import infer

@@ -9,11 +9,10 @@ needs Graphviz's `dot` program.
 """
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
 
-from .errors import OutputError, PrototxtGenError, escape_controls
+from .errors import OutputError, escape_controls
 from .net import Layer, Net, net_inputs
 from .shapes import LayerShapes, infer, spatial
 
@@ -313,36 +312,6 @@ def _tooltip(node: Node) -> list[str]:
     return ["; ".join([f"{node.name} ({node.type})"] + node.params
                      + [f"{name} ({t})" for name, t in node.merged]
                      + [f"→ {blob} {_dims(shape) or '?'}" for blob, shape in node.outputs])]
-
-
-def render(net: Net, path: str | os.PathLike, *, fmt: str | None = None,
-           rankdir: str = "TB", collapse: bool | str = False) -> str:
-    """Write the picture to `path` as svg, png, pdf, dot or html (the report: graph and
-    sortable analysis table, see report.py), from the extension unless `fmt` says; returns
-    the format. Only dot output works without Graphviz's `dot` program."""
-    from .fileio import atomic_write
-    fmt = (fmt or os.path.splitext(os.fspath(path))[1].lstrip(".")).lower()
-    if fmt not in FORMATS:
-        raise PrototxtGenError(f"{path}: cannot tell the format from the name; give --format "
-                               f"({', '.join(FORMATS)})")
-    if fmt == "html":
-        from .report import report_html
-        try:
-            page = report_html(net, rankdir=rankdir, collapse=collapse)
-        except OutputError as exc:
-            raise OutputError(f"{path}: {exc}") from None
-        atomic_write(path, page)
-        return fmt
-    source = to_dot(net, rankdir=rankdir, collapse=collapse)
-    if fmt == "dot":
-        atomic_write(path, source)
-        return fmt
-    try:
-        data = dot_pipe(source, fmt)
-    except OutputError as exc:
-        raise OutputError(f"{path}: {exc}") from None
-    atomic_write(path, data)
-    return fmt
 
 
 def dot_pipe(source: str, fmt: str) -> bytes:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .blocks import BLOCKS, HEADS, STEMS, Kind
+from .kinds import BLOCKS, HEADS, STEMS, Kind
 from .errors import SpecError
 from .naming import FIELDS, SCHEMES, Naming, make_naming
 from .net import INPUT_STYLES

@@ -14,7 +14,8 @@ graphviz = pytest.importorskip("graphviz")
 
 from prototxt_gen import generate
 from prototxt_gen.reader import read_prototxt
-from prototxt_gen.render import FAMILIES, OTHER, block_of, picture, render, to_dot
+from prototxt_gen.drawing import render
+from prototxt_gen.render import FAMILIES, OTHER, block_of, picture, to_dot
 from prototxt_gen.shapes import infer
 
 from conftest import DATA, ZOO, assert_error, run_cli
