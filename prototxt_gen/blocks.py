@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .naming import Naming
+from .registry import put
 from .net import Net
 from .schema import Key, boolean, choice, int_or, non_negative_int, positive_int
 from .shapes import blob_shape
@@ -97,9 +98,10 @@ BLOCKS: dict[str, Kind] = {}
 HEADS: dict[str, Kind] = {}
 
 
-def register(table: dict[str, Kind], name: str, doc: str, **keys: Key):
+def register(table: dict[str, Kind], name: str, doc: str, *, replace: bool = False,
+             **keys: Key):
     def wrap(fn: Callable) -> Callable:
-        table[name] = Kind(name, fn, keys, doc)
+        put(table, [name], Kind(name, fn, keys, doc), "a kind", replace)
         return fn
     return wrap
 

@@ -27,6 +27,7 @@ from . import caffe_pb2
 from ._pb import tag, varint
 from .caffemodel import placeholder
 from .errors import NetError, untranslatable
+from .registry import put
 from .fuse import batchnorm_eps, batchnorm_scale_pairs, batchnorm_statistics
 from .fuse import fuse as fold_affine
 from .inference import for_inference
@@ -130,7 +131,7 @@ Converter = Callable[[LayerBuilder], None]
 CONVERTERS: dict[str, Converter] = {}
 
 
-def converter(*types: str) -> Callable[[Converter], Converter]:
+def converter(*types: str, replace: bool = False) -> Callable[[Converter], Converter]:
     """Register how layer types translate, as fn(b: LayerBuilder) -> None. For a fork's layer:
 
         @prototxt_gen.onnx.converter("MyLayer")
@@ -139,10 +140,10 @@ def converter(*types: str) -> Callable[[Converter], Converter]:
 
     `b.s` has the layer's bottom, top and weight-blob shapes (register a shape rule with
     prototxt_gen.shapes.rule first); `b.blob(k, ...)` its weights; raise Unsupported(reason)
-    for a configuration the converter cannot handle."""
+    for a configuration the converter cannot handle. A type that has one already needs
+    replace=True."""
     def register(fn: Converter) -> Converter:
-        for t in types:
-            CONVERTERS[t] = fn
+        put(CONVERTERS, types, fn, "an ONNX converter", replace)
         return fn
     return register
 

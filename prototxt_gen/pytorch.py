@@ -33,6 +33,7 @@ from torch import nn
 
 from . import caffe_pb2, torch_ops
 from .errors import NetError, one_line, shown, untranslatable
+from .registry import put
 from .fuse import (batchnorm_eps, batchnorm_scale_pairs, batchnorm_statistics,
                    value_readers)
 from .fuse import fuse as fold_affine
@@ -88,7 +89,7 @@ Converter = Callable[[Layer, LayerShapes], Lowered]
 CONVERTERS: dict[str, Converter] = {}
 
 
-def converter(*types: str) -> Callable[[Converter], Converter]:
+def converter(*types: str, replace: bool = False) -> Callable[[Converter], Converter]:
     """Register how layer types translate, as fn(layer, shapes) -> Lowered. For a fork's layer:
 
         @prototxt_gen.pytorch.converter("MyLayer")
@@ -97,10 +98,9 @@ def converter(*types: str) -> Callable[[Converter], Converter]:
 
     `shapes` has the layer's bottom, top and weight-blob shapes (register a shape rule with
     prototxt_gen.shapes.rule first); `layer.blobs` its weights; raise Unsupported(reason) for a
-    configuration the converter cannot handle."""
+    configuration the converter cannot handle. A type that has one already needs replace=True."""
     def register(fn: Converter) -> Converter:
-        for t in types:
-            CONVERTERS[t] = fn
+        put(CONVERTERS, types, fn, "a PyTorch converter", replace)
         return fn
     return register
 

@@ -16,6 +16,7 @@ from . import caffe_pb2
 from ._pb import is_repeated
 from .errors import NetError, shown
 from .net import Layer, Net, input_layer_shapes
+from .registry import put
 
 Shape = tuple[int, ...]
 Rule = Callable[[Layer, list[Shape]], tuple[list[Shape], list[Shape]]]
@@ -27,7 +28,7 @@ class ShapeMismatch(Exception):
     """Raised by a rule; infer() turns it into a NetError naming the layer."""
 
 
-def rule(*types: str) -> Callable[[Rule], Rule]:
+def rule(*types: str, replace: bool = False) -> Callable[[Rule], Rule]:
     """Register a shape rule for layer types: fn(layer, bottom_shapes) returns (top_shapes,
     weight_blob_shapes). Users register rules for their own (fork) layer types the same way:
 
@@ -35,10 +36,10 @@ def rule(*types: str) -> Callable[[Rule], Rule]:
         def my_layer(layer, bottoms):
             return [bottoms[0]], []
 
-    `layer.param` is the LayerParameter; `layer.extra` holds fork fields caffe.proto lacks."""
+    `layer.param` is the LayerParameter; `layer.extra` holds fork fields caffe.proto lacks. A
+    type that has a rule already needs replace=True."""
     def register(fn: Rule) -> Rule:
-        for t in types:
-            RULES[t] = fn
+        put(RULES, types, fn, "a shape rule", replace)
         return fn
     return register
 
