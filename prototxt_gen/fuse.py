@@ -3,8 +3,8 @@
 A chain of per-channel affine layers (BatchNorm with its scale-factor blob, Scale, Bias) that
 reads a Convolution's, Deconvolution's or InnerProduct's output -- and nothing else reads the
 values in between -- becomes part of that layer's weights and bias. A chain with no such layer
-before it (a pre-activation BatchNorm + Scale) becomes one Scale layer with bias, marked in
-`extra["fused"]`. Works on weights in numpy (float64 arithmetic), independent of any back end.
+before it (a pre-activation BatchNorm + Scale) becomes one Scale layer with bias, whose
+`fused_from` names the layers it replaces. Works on weights in numpy (float64 arithmetic), independent of any back end.
 """
 from __future__ import annotations
 
@@ -195,4 +195,4 @@ def _merged(layers: list[Layer], a: np.ndarray, b: np.ndarray) -> Layer:
                                      top=[last.top[0]])
     param.scale_param.bias_term = True
     return Layer(param, [a.astype(np.float32), b.astype(np.float32)],
-                 extra={"fused": [x.name for x in layers]})
+                 fused_from=tuple(x.name for x in layers))

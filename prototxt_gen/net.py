@@ -39,17 +39,19 @@ class Layer:
     `text_order`, when set, lists LayerParameter fields to write first in this layer's prototxt
     text, overriding the layout (some releases order fields differently in some layers).
     `extra` holds fields a fork added to this layer that caffe.proto lacks (dotted path ->
-    list of plain values), for fork layer implementations to read."""
+    list of plain values), for fork layer implementations to read. `fused_from` names the
+    layers fuse.py folded into this one (none for a layer of the file)."""
 
-    __slots__ = ("param", "blobs", "text_order", "extra")
+    __slots__ = ("param", "blobs", "text_order", "extra", "fused_from")
 
     def __init__(self, param: caffe_pb2.LayerParameter, blobs: Iterable[Any] = (),
                  text_order: tuple[str, ...] | None = None,
-                 extra: dict[str, list] | None = None):
+                 extra: dict[str, list] | None = None, fused_from: tuple[str, ...] = ()):
         self.param = param
         self.blobs = list(blobs)
         self.text_order = text_order
         self.extra = extra or {}
+        self.fused_from = tuple(fused_from)
 
     @property
     def name(self) -> str:
@@ -126,7 +128,7 @@ class Net:
         out.warnings, out.notes = list(self.warnings), list(self.notes)
         out.top_shapes = dict(self.top_shapes)
         out.layers = list(layers) if layers is not None else [
-            Layer(layer.param, layer.blobs, layer.text_order, layer.extra)
+            Layer(layer.param, layer.blobs, layer.text_order, layer.extra, layer.fused_from)
             for layer in self.layers]
         return out
 

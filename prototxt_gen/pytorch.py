@@ -860,7 +860,7 @@ def _scale(layer, s):
     sp = layer.param.scale_param
     shape, trailing = affine_layout(sp, s.bottoms)
     two = len(s.bottoms) == 2
-    if "fused" in layer.extra and len(s.bottoms[0]) == 4 and trailing == 2 and len(shape) == 1:
+    if layer.fused_from and len(s.bottoms[0]) == 4 and trailing == 2 and len(shape) == 1:
         # A BatchNorm + Scale chain with no convolution before it, folded (fuse.py) into
         # y = a * x + b: one BatchNorm2d whose statistics are the identity.
         c = shape[0]
