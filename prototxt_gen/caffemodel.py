@@ -477,34 +477,6 @@ def _fmt(shape: Sequence[int]) -> str:
     return "×".join(map(str, shape)) if len(shape) else "scalar"
 
 
-def placeholder(layer, k: int, shape: Sequence[int]) -> np.ndarray:
-    """A value for weight blob k of a layer that has no weights (a prototxt without its
-    caffemodel) that makes the layer harmless: zeros, except factors and variances, which are
-    1 (BatchNorm and Scale are then the identity), and PReLU's slope, Caffe's default 0.25."""
-    if layer.type == "PReLU":
-        return np.full(shape, 0.25, np.float32)
-    ones = (layer.type == "BatchNorm" and k >= 1) or (layer.type == "Scale" and k == 0) or \
-        layer.type == "Normalize"
-    return (np.ones if ones else np.zeros)(shape, np.float32)
-
-
-def fill_placeholders(net: Net) -> list[str]:
-    """Give every layer that has no weights the placeholder values (see `placeholder`);
-    returns the names of the layers filled."""
-    from .limits import check_memory
-    from .shapes import infer, new_weight_bytes
-    shapes = infer(net)
-    # Twice: the arrays, then the model that holds them (measured: 1.9x for a 400 MB layer).
-    check_memory(2 * new_weight_bytes(shapes),
-                 "placeholder weights for the layers without weights")
-    filled = []
-    for s in shapes:
-        if s.blobs and not s.layer.blobs:
-            s.layer.blobs = [placeholder(s.layer, k, shape) for k, shape in enumerate(s.blobs)]
-            filled.append(s.layer.name)
-    return filled
-
-
 # -- writing --------------------------------------------------------------------------------------
 
 def write_caffemodel(net: Net, path: str | os.PathLike) -> None:

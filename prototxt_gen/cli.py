@@ -546,7 +546,7 @@ def _convert(net, args, state) -> None:
 
 
 def _convert_onnx(net, args) -> None:
-    from .caffemodel import fill_placeholders
+    from .placeholders import fill_placeholders
     from .onnx import DEFAULT_OPSET, save_onnx, to_onnx
     opset = args.opset or DEFAULT_OPSET
     # Without weights, --verify checks the translation on random weights of realistic scale

@@ -25,7 +25,7 @@ from onnx import TensorProto, helper
 
 from . import caffe_pb2
 from ._pb import tag, varint
-from .caffemodel import placeholder
+from .placeholders import placeholder
 from .errors import NetError, untranslatable
 from .registry import put
 from .fuse import batchnorm_eps, batchnorm_scale_pairs, batchnorm_statistics
@@ -101,7 +101,7 @@ class LayerBuilder:
     def blob(self, k: int, suffix: str, shape: Sequence[int] | None = None,
              transform: Callable[[np.ndarray], np.ndarray] | None = None) -> str:
         """Weight blob k as an initializer (reshaped, transformed); a layer without weights
-        gets placeholders (see caffemodel.placeholder)."""
+        gets placeholders (see placeholders.placeholder)."""
         arr = np.asarray(self.layer.blobs[k]) if k < len(self.layer.blobs) else placeholder(
             self.layer, k, self.s.blobs[k])
         if transform is not None:

@@ -164,6 +164,7 @@ def calibrated(net: Net, xs: Sequence[np.ndarray], seed: int = 0) -> Net:
     `xs` -- a calibration pass, so that every BatchNorm output has unit scale."""
     import torch
 
+    from .placeholders import random_blob
     from .pytorch import to_torch
     from .shapes import infer
     rng = np.random.default_rng(seed)
@@ -173,7 +174,7 @@ def calibrated(net: Net, xs: Sequence[np.ndarray], seed: int = 0) -> Net:
         if not s.blobs or s.layer.blobs:
             continue
         fresh.add(s.layer.name)
-        s.layer.blobs = [_random_blob(rng, s.layer.type, k, shape)
+        s.layer.blobs = [random_blob(rng, s.layer.type, k, shape)
                          for k, shape in enumerate(s.blobs)]
     if not any(out.layer(n).type == "BatchNorm" for n in fresh):
         return out
@@ -209,20 +210,6 @@ def calibrated(net: Net, xs: Sequence[np.ndarray], seed: int = 0) -> Net:
     for name, (mean, var) in stats.items():
         out.layer(name).blobs = [mean, var, np.ones(1, np.float32)]
     return out
-
-
-def _random_blob(rng, kind: str, k: int, shape) -> np.ndarray:
-    x = rng.standard_normal(tuple(shape)).astype(np.float32)
-    if kind == "BatchNorm":  # identity until calibrated
-        return [np.zeros(shape, np.float32), np.ones(shape, np.float32),
-                np.ones(shape, np.float32)][min(k, 2)]
-    if kind == "Scale" and k == 0:
-        return 1 + 0.1 * x
-    if kind == "PReLU":
-        return np.full(shape, 0.25, np.float32)
-    if len(shape) > 1:  # weights: (outputs, fan-in...) for convolutions and inner products
-        return x * np.float32(math.sqrt(2.0 / max(math.prod(shape[1:]), 1)))
-    return 0.1 * x
 
 
 def compare(names: Sequence[str], got: Sequence[np.ndarray], refs: Sequence[np.ndarray],
