@@ -108,7 +108,7 @@ def brute_force_pooled(size, kernel, pad, stride):
                                                (7, 0, 1), (5, 2, 3), (3, 2, 1), (4, 3, 3)])
 def test_pooling_rounding_matches_window_enumeration(size, kernel, pad, stride):
     if kernel > size + 2 * pad:
-        return
+        pytest.skip("the window is larger than the padded input: no output size to compare")
     assert pooling_output(size, kernel, pad, stride, ceil=True) == \
         brute_force_pooled(size, kernel, pad, stride)
 

@@ -3,6 +3,7 @@ nothing on stdout."""
 import pytest
 
 from prototxt_gen import generate
+from prototxt_gen.errors import SpecError
 from prototxt_gen.spec import parse_spec
 
 from conftest import ROOT, assert_error, run_cli
@@ -115,5 +116,5 @@ def test_user_spec_example_builds():
 
 
 def test_parse_spec_api_reports_source():
-    with pytest.raises(Exception, match=r"^mine: missing required table \[input\]$"):
+    with pytest.raises(SpecError, match=r"^mine: missing required table \[input\]$"):
         parse_spec('name = "x"', "mine")

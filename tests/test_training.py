@@ -4,6 +4,7 @@ import pytest
 from google.protobuf import text_format
 
 from prototxt_gen import caffe_pb2, generate
+from prototxt_gen.errors import SpecError
 from prototxt_gen.reader import read_prototxt
 from prototxt_gen.shapes import infer
 from prototxt_gen.training import train_val
@@ -51,7 +52,7 @@ def test_train_val_parses_under_both_phases(tmp_path, name):
 
 
 def test_train_val_needs_a_classifier():
-    with pytest.raises(Exception, match="needs a classifier ending in Softmax"):
+    with pytest.raises(SpecError, match="needs a classifier ending in Softmax"):
         train_val(generate("resnet50", features_only=True))
     assert_error(run_cli("resnet50", "--batch-size", "4"),
                  "--batch-size only applies to --phase train")
