@@ -1,7 +1,7 @@
 """.caffemodel files: trained weights, read and written without Caffe.
 
 A .caffemodel is one serialized caffe.NetParameter whose layers carry their weights as BlobProto
-messages (caffe_facts.md §1). Parsing it with protobuf would copy every float into Python and
+messages (docs/caffe.md §1). Parsing it with protobuf would copy every float into Python and
 fails past protobuf's 2 GB message limit, so the reader scans the wire format itself over a
 memory map: small messages (the net and layer definitions) go to protobuf once their blob
 fields are cut out, and each blob's float bytes go straight into a numpy array (read from the
@@ -22,7 +22,7 @@ from ._pb import tag as _tag, varint as _varint
 from .errors import NetError
 from .net import Net
 
-# Field numbers (caffe_facts.md §1, §8).
+# Field numbers (docs/caffe.md §1; every field of caffe.proto: proto/caffe.proto).
 NET_LAYER, NET_LAYERS = 100, 2
 LAYER_BLOBS, V1_BLOBS, V1_V0LAYER, V0_BLOBS = 7, 6, 1, 50
 BLOB_NUM, BLOB_CHANNELS, BLOB_HEIGHT, BLOB_WIDTH = 1, 2, 3, 4

@@ -790,7 +790,7 @@ def _pooling(layer, s):
     ceil = pp.round_mode == P.CEIL
     # torch's pooling equals Caffe's for every input size when the padding is at most half
     # the kernel and, without padding, the stride does not exceed the kernel (torch clips an
-    # empty last window that Caffe keeps); see caffe_facts.md §4.
+    # empty last window that Caffe keeps); see docs/caffe.md §4.
     native = mode != "stochastic" and all(
         2 * p <= k and (p > 0 or k >= st or not ceil) for k, p, st in zip(kernel, pad, stride))
     if native:

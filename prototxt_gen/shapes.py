@@ -3,7 +3,7 @@
 One rule per layer type, registered in RULES: rule(layer, bottom_shapes) returns
 (top_shapes, weight_blob_shapes); fork layers (Axpy, Permute, Normalize) are rules like any other,
 and users add their own with @rule. The arithmetic follows Caffe's Reshape/LayerSetUp code as
-recorded in caffe_facts.md (§2 blob layouts, §4 output sizes), including pooling's ceil rounding
+written in docs/caffe.md (§2 blob layouts, §4 output sizes), including pooling's ceil rounding
 and clip rule. A rule reports a misfit by raising ShapeMismatch; infer() names the layer.
 """
 from __future__ import annotations
@@ -798,7 +798,8 @@ DATASET_LAYERS = ("Data", "ImageData", "WindowData", "HDF5Data", "AnnotatedData"
 
 def dataset_shapes(layer) -> tuple[list[Shape | None], list[str]]:
     """The shapes a dataset layer's tops get in Caffe, as far as the file tells them (None where
-    only the data knows), and what was assumed: [data, label] as N×C×H×W and N. The batch is
+    only the data knows), and what was assumed (docs/caffe.md §7): [data, label] as N×C×H×W
+    and N. The batch is
     the layer's batch_size; H×W is transform_param.crop_size, else ImageData's new_height ×
     new_width; C is 1 or 3 where the file says (is_color, force_gray, force_color), else 3."""
     p, t = layer.param, layer.param.transform_param

@@ -2,7 +2,7 @@
 
 Each class depends on torch alone: the source exporter copies the ones a network uses into the
 generated .py file, so the same code runs inside prototxt-gen and in the standalone export.
-The arithmetic follows caffe_facts.md (§3 BatchNorm, §4 pooling) and Caffe's layer sources.
+The arithmetic follows docs/caffe.md (§3 BatchNorm, §4 pooling) and Caffe's layer sources.
 """
 import torch
 import torch.nn.functional as F

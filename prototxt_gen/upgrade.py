@@ -1,4 +1,4 @@
-"""Caffe's own upgrades of old network definitions (upgrade_proto.cpp, caffe_facts.md §5-6),
+"""Caffe's own upgrades of old network definitions (upgrade_proto.cpp, docs/caffe.md §5-6),
 and the phase filter (Net::FilterNet).
 
 V0 (`layers { layer { type: "conv" kernelsize: ... } }`) → V1 (`layers { type: CONVOLUTION }`)

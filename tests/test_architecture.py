@@ -42,3 +42,18 @@ def test_replace_is_explicit():
         assert shapes.RULES["ReLU"] is not original
     finally:
         shapes.RULES["ReLU"] = original
+
+
+def test_the_code_cites_sections_docs_has():
+    """Caffe's semantics are written in docs/caffe.md; every `docs/caffe.md §N` the package
+    cites names a section that exists."""
+    import re
+    sections = set(re.findall(r"^## (\d+)\. ", (ROOT / "docs" / "caffe.md").read_text(), re.M))
+    cited = set()
+    for path in (ROOT / "prototxt_gen").glob("*.py"):
+        for group in re.findall(r"docs/caffe\.md \(?((?:§[\d-]+[, ]*(?:[a-z ]+)?)+)",
+                                path.read_text()):
+            for a, b in re.findall(r"§(\d+)(?:-(\d+))?", group):
+                cited.update(map(str, range(int(a), int(b or a) + 1)))
+    assert cited and cited <= sections, cited - sections
+    assert "caffe_facts" not in "".join(p.read_text() for p in (ROOT / "prototxt_gen").glob("*.py"))
