@@ -57,3 +57,31 @@ def test_the_code_cites_sections_docs_has():
                 cited.update(map(str, range(int(a), int(b or a) + 1)))
     assert cited and cited <= sections, cited - sections
     assert "caffe_facts" not in "".join(p.read_text() for p in (ROOT / "prototxt_gen").glob("*.py"))
+
+
+def test_every_translatable_layer_type_has_every_piece():
+    """A layer type the translators handle must have all of: a shape rule, a PyTorch and an
+    ONNX converter, a drawing family, and a numeric check -- a NumPy reading of Caffe's loop
+    (numpy_ref.REF) or a place in a file compared blob by blob with OpenCV (the zoo, but
+    SE-ResNet whose Axpy is rewritten, and tests/data/shapes_zoo.prototxt). Registering a
+    converter without the rest fails here."""
+    pytorch = pytest.importorskip("prototxt_gen.pytorch")
+    onnx = pytest.importorskip("prototxt_gen.onnx")
+    import numpy_ref
+    from prototxt_gen.reader import read_prototxt
+    from prototxt_gen.render import FAMILIES
+    from conftest import DATA, ZOO
+    against_opencv = set()
+    for path in [p for p in ZOO.glob("*.prototxt") if p.name != "SE-ResNet-50.prototxt"] \
+            + [DATA / "shapes_zoo.prototxt"]:
+        against_opencv |= {layer.type for layer in read_prototxt(path).layers}
+    drawn = {t for _, types in FAMILIES.values() for t in types}
+    missing = {}
+    for t in sorted(set(pytorch.CONVERTERS) | set(onnx.CONVERTERS)):
+        lacks = [piece for piece, ok in (
+            ("shape rule", t in shapes.RULES), ("PyTorch converter", t in pytorch.CONVERTERS),
+            ("ONNX converter", t in onnx.CONVERTERS), ("drawing family", t in drawn),
+            ("numeric check", t in numpy_ref.REF or t in against_opencv)) if not ok]
+        if lacks:
+            missing[t] = lacks
+    assert not missing, missing
