@@ -18,6 +18,7 @@ from fuzzing import synth_net
 CASES = int(os.environ.get("PROTOTXT_GEN_FUZZ_CASES", "400"))
 
 
+@pytest.mark.slow
 def test_fuzz_every_command():
     """Cases 0..CASES-1, two at a time, in a fresh driver process (it forks one child per case,
     so nothing of this test process's threads or state is inherited)."""

@@ -72,6 +72,7 @@ FILES = ([("zoo", p.name) for p in sorted(ZOO.glob("*.prototxt"))]
             ("train_val", "lenet_train_val.prototxt")])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind,name", FILES, ids=[n for _, n in FILES])
 def test_every_file_reads_renders_and_converts(tmp_path, capsys, kind, name):
     """info, render -o .dot and convert --to onnx|pytorch|python succeed; the .pt2 runs at
