@@ -455,15 +455,7 @@ def cmd_convert(argv: Sequence[str]) -> int:
     _net_options(p)
     args = p.parse_args(argv)
     _file_output(args.output, "convert")
-    onnx_only = [o for o, v in (("--opset", args.opset), ("--static-batch", args.static_batch),
-                                ("--verify", args.verify)) if v]
-    if onnx_only and args.to != "onnx":
-        raise PrototxtGenError(f"{onnx_only[0]} only applies to --to onnx")
-    if args.state_dict and args.to != "caffemodel":
-        raise PrototxtGenError("--state-dict only applies to --to caffemodel")
-    if args.fuse and args.to == "caffemodel":
-        raise PrototxtGenError("--fuse changes the layers, so it cannot write weights for the "
-                               "prototxt; leave it out with --to caffemodel")
+    _check_convert_options(args)
     net = _load_for(args)
     if args.weights:
         from .caffemodel import load_weights
@@ -488,6 +480,19 @@ def cmd_convert(argv: Sequence[str]) -> int:
                 if args.to == "onnx" else "the module keeps PyTorch's initial weights")
         print(f"{PROG}: warning: no --weights given: {kept}", file=sys.stderr)
     return 0
+
+
+def _check_convert_options(args) -> None:
+    """Options that the chosen --to cannot use, refused before anything is read."""
+    onnx_only = [o for o, v in (("--opset", args.opset), ("--static-batch", args.static_batch),
+                                ("--verify", args.verify)) if v]
+    if onnx_only and args.to != "onnx":
+        raise PrototxtGenError(f"{onnx_only[0]} only applies to --to onnx")
+    if args.state_dict and args.to != "caffemodel":
+        raise PrototxtGenError("--state-dict only applies to --to caffemodel")
+    if args.fuse and args.to == "caffemodel":
+        raise PrototxtGenError("--fuse changes the layers, so it cannot write weights for the "
+                               "prototxt; leave it out with --to caffemodel")
 
 
 def _require(args) -> None:

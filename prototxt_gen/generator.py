@@ -28,15 +28,7 @@ def generate(spec: Spec | str | Path, input_shape: Sequence[int] | None = None,
     shape = tuple(input_shape) if input_shape is not None else spec.input_shape
     if len(shape) != 4 or any(not isinstance(d, int) or d < 1 for d in shape):
         raise SpecError(f"input shape {shape}: expected 4 positive integers N, C, H, W")
-    head = dict(spec.head.params)
-    if num_classes is not None:
-        if "num_classes" not in head:
-            raise SpecError(f"{spec.source}: head kind '{spec.head.kind}' has no num_classes")
-        head["num_classes"] = num_classes
-    if not global_pool:
-        if "pool" not in head:
-            raise SpecError(f"{spec.source}: head kind '{spec.head.kind}' has no pooling")
-        head.update(pool="none", logits="conv")
+    head = _head_params(spec, num_classes, global_pool)
 
     net = Net(spec.name)
     net.add_input(spec.input_name, shape)
@@ -45,13 +37,8 @@ def generate(spec: Spec | str | Path, input_shape: Sequence[int] | None = None,
     x = STEMS[spec.stem.kind].build(b, spec.input_name, **spec.stem.params)
     stage_no = spec.first_stage
     current, rate = _stem_stride(spec), 1
-    if output_stride is not None and (
-            "stride" not in STEMS[spec.stem.kind].keys
-            or not any("stride" in BLOCKS[st.block].keys for st in spec.stages)):
-        raise SpecError(f"{spec.source}: output stride: the stem or blocks of this network "
-                        "fix their strides (it works for the ResNet families)")
-    if output_stride is not None and (output_stride < current or output_stride % current):
-        raise SpecError(f"output stride {output_stride}: the stem alone has stride {current}")
+    if output_stride is not None:
+        _check_output_stride(spec, output_stride, current)
     for stage_no, stage in enumerate(spec.stages, start=spec.first_stage):
         kind = BLOCKS[stage.block]
         strided = 0 if stage.stride_unit == "first" else stage.units - 1
@@ -77,6 +64,30 @@ def generate(spec: Spec | str | Path, input_shape: Sequence[int] | None = None,
         HEADS[spec.head.kind].build(b, x, last_stage=stage_no, **head)
     infer(net)
     return net
+
+
+def _head_params(spec: Spec, num_classes: int | None, global_pool: bool) -> dict:
+    """The head's parameters with --num-classes and --no-global-pool applied."""
+    head = dict(spec.head.params)
+    if num_classes is not None:
+        if "num_classes" not in head:
+            raise SpecError(f"{spec.source}: head kind '{spec.head.kind}' has no num_classes")
+        head["num_classes"] = num_classes
+    if not global_pool:
+        if "pool" not in head:
+            raise SpecError(f"{spec.source}: head kind '{spec.head.kind}' has no pooling")
+        head.update(pool="none", logits="conv")
+    return head
+
+
+def _check_output_stride(spec: Spec, output_stride: int, stem_stride: int) -> None:
+    if "stride" not in STEMS[spec.stem.kind].keys or \
+            not any("stride" in BLOCKS[st.block].keys for st in spec.stages):
+        raise SpecError(f"{spec.source}: output stride: the stem or blocks of this network "
+                        "fix their strides (it works for the ResNet families)")
+    if output_stride < stem_stride or output_stride % stem_stride:
+        raise SpecError(f"output stride {output_stride}: the stem alone has stride "
+                        f"{stem_stride}")
 
 
 def _stem_stride(spec: Spec) -> int:

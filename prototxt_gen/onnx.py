@@ -231,25 +231,55 @@ def translate(net: Net, *, opset: int = DEFAULT_OPSET, fuse: bool = False,
     inputs = net_inputs(net)
     input_names = {name for name, _ in inputs}
     every = outputs == "all"
-    if outputs is None or every:
-        wanted = net_outputs(net)
-    else:
-        wanted = list(dict.fromkeys(outputs))
-        unknown = [b for b in wanted if b not in net.blob_names()]
-        if unknown:
-            raise NetError(f"no blob named {', '.join(map(repr, unknown))} in the net")
+    wanted = _wanted(net, None if every else outputs)
     names = _value_names(net, wanted, input_names)
-    pairs = {} if every else batchnorm_scale_pairs(net, shapes)
-    # A pair is merged only if BatchNorm's own output is not asked for.
+    graph = _Graph(opset, set(names.values()) | net.blob_names())
+    pairs = {} if every else _merged_pairs(net, shapes, names, wanted)
+    current, values = _lower(graph, net, shapes, names, pairs, inputs)
+    if every:
+        out_values = list(dict.fromkeys(v for vs in values.values() for v in vs
+                                        if v not in input_names))
+    else:
+        out_values = [current[b] for b in wanted]
+    out_names = _name_outputs(graph, out_values, list(out_values) if every else list(wanted),
+                              input_names)
+    model = _model(net, graph, inputs, out_names, opset, dynamic_batch)
+    _set_output_shapes(model, net, shapes, out_names, out_values, values, dynamic_batch)
+    t = Translation(model, [name for name, _ in inputs], list(out_names), values,
+                    graph.arrays)
+    if with_data:
+        t.fill()
+        if check:
+            check_model(model)
+    return t
+
+
+def _wanted(net: Net, outputs: Sequence[str] | None) -> list[str]:
+    """The blobs the model outputs: Caffe's outputs, or those asked for."""
+    if outputs is None:
+        return net_outputs(net)
+    wanted = list(dict.fromkeys(outputs))
+    unknown = [b for b in wanted if b not in net.blob_names()]
+    if unknown:
+        raise NetError(f"no blob named {', '.join(map(repr, unknown))} in the net")
+    return wanted
+
+
+def _merged_pairs(net: Net, shapes, names, wanted: list[str]) -> dict[int, int]:
+    """BatchNorm -> Scale pairs run as one node: those whose BatchNorm output is not asked for."""
     final = _final_writes(net)
     asked = {names.get(final.get(b)) for b in wanted}
-    pairs = {i: j for i, j in pairs.items() if names[(i, 0)] not in asked}
+    return {i: j for i, j in batchnorm_scale_pairs(net, shapes).items()
+            if names[(i, 0)] not in asked}
 
-    graph = _Graph(opset, set(names.values()) | net.blob_names())
+
+def _lower(graph: "_Graph", net: Net, shapes, names, pairs: dict[int, int], inputs):
+    """Every layer's nodes, in order: (the ONNX value each blob holds at the end, each layer's
+    top values). Untranslatable layers are all reported in one error."""
     current = {name: name for name, _ in inputs}
     values: dict[str, list[str]] = {}
     problems: list[str] = []
-    merged_into: dict[int, int] = {j: i for i, j in pairs.items()}
+    merged_into = {j: i for i, j in pairs.items()}
     for i, s in enumerate(shapes):
         layer = s.layer
         if layer.type == "Input":
@@ -275,23 +305,25 @@ def translate(net: Net, *, opset: int = DEFAULT_OPSET, fuse: bool = False,
         values[layer.name] = tops
         if target is not None:
             values[net.layers[target].name] = tops
-
     if problems:
         raise untranslatable("ONNX", "prototxt_gen.onnx.converter", [], problems)
-    if every:
-        out_values = list(dict.fromkeys(v for vs in values.values() for v in vs
-                                        if v not in input_names))
-    else:
-        out_values = [current[b] for b in wanted]
-    out_names = list(wanted) if not every else list(out_values)
-    # An output that is another value (an alias, or an input) gets an Identity with its name.
+    return current, values
+
+
+def _name_outputs(graph: "_Graph", out_values: list[str], out_names: list[str],
+                  input_names: set[str]) -> list[str]:
+    """An output that is another value (an alias, or an input) gets an Identity with its name."""
     for k, (value, name) in enumerate(zip(out_values, out_names)):
         if value != name or name in input_names:
             target = name if name not in input_names else graph.fresh(f"{name}@output")
             graph.nodes.append(helper.make_node("Identity", [value], [target],
                                                 name=graph.fresh_node(f"{target}/output")))
             out_names[k] = target
+    return out_names
 
+
+def _model(net: Net, graph: "_Graph", inputs, out_names: list[str], opset: int,
+           dynamic_batch: bool) -> onnx.ModelProto:
     first_batch = next((shape[0] for _, shape in inputs if len(shape) >= 2), None)
     graph_inputs = [helper.make_tensor_value_info(
         name, TensorProto.FLOAT,
@@ -315,14 +347,7 @@ def translate(net: Net, *, opset: int = DEFAULT_OPSET, fuse: bool = False,
         tp = g.initializer.add(name=name, data_type=_DTYPES[arr.dtype], dims=arr.shape)
         if arr.dtype == np.int64:  # shapes, axes: small, and shape inference reads them
             tp.raw_data = _le_bytes(arr)
-    _set_output_shapes(model, net, shapes, out_names, out_values, values, dynamic_batch)
-    t = Translation(model, [name for name, _ in inputs], list(out_names), values,
-                    graph.arrays)
-    if with_data:
-        t.fill()
-        if check:
-            check_model(model)
-    return t
+    return model
 
 
 _DTYPES = {np.dtype(np.float32): TensorProto.FLOAT, np.dtype(np.int64): TensorProto.INT64}

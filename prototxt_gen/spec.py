@@ -87,9 +87,9 @@ def load_spec(path: str | Path) -> Spec:
 _TOML_POS = re.compile(r"^(.*) \(at line (\d+), column (\d+)\)$")
 
 
-def parse_spec(text: str, source: str = "<spec>") -> Spec:
+def _toml(text: str, source: str) -> dict:
     try:
-        doc = tomllib.loads(text)
+        return tomllib.loads(text)
     except RecursionError:  # tomllib parses nested arrays and tables recursively
         raise SpecError(f"{source}: invalid TOML: arrays or tables nested too deep") from None
     except tomllib.TOMLDecodeError as exc:
@@ -100,6 +100,9 @@ def parse_spec(text: str, source: str = "<spec>") -> Spec:
             raise SpecError(f"{source}:{line}:{column}: invalid TOML: {what}") from None
         raise SpecError(f"{source}: invalid TOML: {message}") from None
 
+
+def parse_spec(text: str, source: str = "<spec>") -> Spec:
+    doc = _toml(text, source)
     top = check_table(doc, {"name": string_key(), "description": string_key("")}, source, "",
                       ignore=TABLES)
     for table in ("input", "stem", "stage", "head"):
@@ -134,25 +137,7 @@ def parse_spec(text: str, source: str = "<spec>") -> Spec:
     if not isinstance(stage_list, list) or not stage_list:
         raise SpecError(f"{source}: stage: expected one or more [[stage]] tables, "
                         f"got {show(stage_list)}")
-    stages = []
-    for k, table in enumerate(stage_list):
-        path = f"stage[{k}]"
-        kind = _kind(table, BLOCKS, "block", source, path)
-        values = check_table(table, {
-            "block": Key(lambda v: v, ""),
-            "units": positive_int(),
-            "suffix": choice("letters", "numbered", "slim", "number", default="letters"),
-            "stride_unit": choice("first", "last", default="first",
-                                  doc='the unit that takes the stride: "first" (ResNet v1, '
-                                      'torchvision) or "last" (TF-slim\'s ResNet v2)'),
-            **kind.keys}, source, path)
-        units, suffix = values.pop("units"), values.pop("suffix")
-        stride_unit = values.pop("stride_unit")
-        values.pop("block")
-        if suffix == "letters" and units > len(string.ascii_lowercase):
-            raise SpecError(f"{source}: {path}.units: {units} units cannot be named a-z; "
-                            'use suffix = "numbered"')
-        stages.append(Stage(kind.name, units, suffix, values, stride_unit))
+    stages = [_stage(table, source, f"stage[{k}]") for k, table in enumerate(stage_list)]
 
     from .training import SOLVER_KEYS, TRAIN_KEYS
     train = check_table(doc.get("train", {}), TRAIN_KEYS, source, "train")
@@ -163,6 +148,25 @@ def parse_spec(text: str, source: str = "<spec>") -> Spec:
                 conv_relu_top_first=out["conv_relu_top_first"], naming=naming,
                 first_stage=nam["first_stage"], stem=stem, stages=stages, head=head,
                 train=train, solver=solver)
+
+
+def _stage(table: Any, source: str, path: str) -> Stage:
+    kind = _kind(table, BLOCKS, "block", source, path)
+    values = check_table(table, {
+        "block": Key(lambda v: v, ""),
+        "units": positive_int(),
+        "suffix": choice("letters", "numbered", "slim", "number", default="letters"),
+        "stride_unit": choice("first", "last", default="first",
+                              doc='the unit that takes the stride: "first" (ResNet v1, '
+                                  'torchvision) or "last" (TF-slim\'s ResNet v2)'),
+        **kind.keys}, source, path)
+    units, suffix = values.pop("units"), values.pop("suffix")
+    stride_unit = values.pop("stride_unit")
+    values.pop("block")
+    if suffix == "letters" and units > len(string.ascii_lowercase):
+        raise SpecError(f"{source}: {path}.units: {units} units cannot be named a-z; "
+                        'use suffix = "numbered"')
+    return Stage(kind.name, units, suffix, values, stride_unit)
 
 
 def _kind(table: Any, registry: dict[str, Kind], key: str, source: str, path: str) -> Kind:
