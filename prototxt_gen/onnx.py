@@ -788,6 +788,20 @@ def _relu6(b):
     b.out("Clip", [b.x[0], b.scalar(0.0, "min"), b.scalar(6.0, "max")])
 
 
+@converter("HardSwish")
+def _hard_swish(b):  # x * ReLU6(x + 3) / 6; ONNX's HardSwish op needs opset 14
+    _single(b)
+    x = b.x[0]
+    b.out("Mul", [x, b.op("HardSigmoid", [x], alpha=1 / 6, beta=0.5)])
+
+
+@converter("Mish")
+def _mish(b):  # x * tanh(softplus(x)); ONNX's Mish op needs opset 18
+    _single(b)
+    x = b.x[0]
+    b.out("Mul", [x, b.op("Tanh", [b.op("Softplus", [x])])])
+
+
 @converter("Clip")
 def _clip(b):
     _single(b)

@@ -922,6 +922,8 @@ CONVERTERS.update({
     "AbsVal": _simple(lambda layer: "torch.abs({0})"),
     "BNLL": _simple(lambda layer: "F.softplus({0})"),
     "ReLU6": _simple(lambda layer: "F.relu6({0})"),
+    "HardSwish": _simple(lambda layer: "F.hardswish({0})"),  # x * ReLU6(x + 3) / 6
+    "Mish": _simple(lambda layer: "F.mish({0})"),            # x * tanh(softplus(x))
     "ELU": _simple(lambda layer: f"F.elu({{0}}, {_lit(layer.param.elu_param.alpha)})"),
     "Threshold": _simple(lambda layer: f"({{0}} > {_lit(layer.param.threshold_param.threshold)})"
                          ".to({0}.dtype)"),

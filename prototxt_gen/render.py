@@ -24,7 +24,7 @@ FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
     "normalization": ("#b6d7a8", ("BatchNorm", "Scale", "Bias", "LRN", "MVN", "Normalize")),
     "activation": ("#ea9999", ("ReLU", "PReLU", "ReLU6", "Sigmoid", "TanH", "ELU", "AbsVal",
                                "BNLL", "Power", "Exp", "Log", "Threshold", "Clip", "Swish",
-                               "Dropout")),
+                               "HardSwish", "Mish", "Dropout")),
     "elementwise / concat": ("#ffe599", ("Eltwise", "Concat", "Slice", "Split", "Axpy",
                                          "Flatten", "Reshape", "Crop", "Permute", "Tile",
                                          "ShuffleChannel", "Reduction", "Silence")),

@@ -409,7 +409,7 @@ def _bias(layer, bottoms):
 
 
 @rule("ReLU", "Sigmoid", "TanH", "AbsVal", "BNLL", "ELU", "Power", "Exp", "Log",
-      "Threshold", "Clip", "Swish", "MVN", "ReLU6")
+      "Threshold", "Clip", "Swish", "MVN", "ReLU6", "HardSwish", "Mish")
 def _same_shape(layer, bottoms):
     return [_one_bottom(bottoms)], []
 

@@ -190,6 +190,18 @@ def swish(layer, x):
     return [x / (1 + np.exp(-layer.param.swish_param.beta * x))]
 
 
+@ref("HardSwish")
+def hard_swish(layer, x):  # the forks' HardSwish (MobileNetV3): x * ReLU6(x + 3) / 6
+    x = x.astype(np.float64)
+    return [x * np.clip(x + 3, 0, 6) / 6]
+
+
+@ref("Mish")
+def mish(layer, x):  # x * tanh(ln(1 + e^x))
+    x = x.astype(np.float64)
+    return [x * np.tanh(np.log1p(np.exp(x)))]
+
+
 @ref("PReLU")
 def prelu(layer, x):
     slope = np.asarray(layer.blobs[0], np.float64)
