@@ -125,7 +125,7 @@ class Plan:
     fused: bool
     # Statement index -> code for forward where it can do better than one op per layer (""
     # when an earlier statement already did this one's work); see _fast_paths.
-    fast: dict[int, str] = field(default_factory=dict)
+    fast: dict[int, "Assign"] = field(default_factory=dict)
     fast_helpers: tuple[Callable, ...] = ()  # torch_ops functions the fast code calls
     new_weights: int = 0      # bytes of initial weights for layers the net has none for
     largest_new: int = 0      # bytes of the largest of those initial weights
@@ -220,7 +220,7 @@ def plan(net: Net, fuse: bool = False) -> Plan:
                                     [variables(t) for t in layer.top]))
     outputs = [(b, variables(b)) for b in net_outputs(net)]
     fast = _fast_paths(net, shapes, statements, index)
-    merged = any("batch_norm_scale(" in code for code in fast.values())
+    merged = any(a.expr.startswith("batch_norm_scale(") for a in fast.values())
     return Plan(net.name, inputs, outputs, statements, fuse, fast,
                 (torch_ops.batch_norm_scale,) if merged else (), new_weight_bytes(shapes),
                 largest_new_weight(shapes))
@@ -231,6 +231,17 @@ _FRESH_OUTPUT = {"Convolution", "Deconvolution", "InnerProduct", "BatchNorm", "S
                  "Eltwise"}
 
 
+@dataclass(frozen=True)
+class Assign:
+    """One line of forward, `targets = expr`, kept as its parts so that nothing parses the
+    code back; no targets: the line is left out (another line does its work)."""
+    targets: tuple[str, ...]
+    expr: str
+
+    def code(self) -> str:
+        return f"{', '.join(self.targets)} = {self.expr}" if self.targets else ""
+
+
 def _fast_paths(net: Net, shapes, statements: list[Statement], index: dict[int, int]):
     """Two rewrites of forward that Caffe's in-place layers allow, both exact:
     a BatchNorm whose only reader is a per-channel Scale runs as one batch_norm call using
@@ -238,7 +249,7 @@ def _fast_paths(net: Net, shapes, statements: list[Statement], index: dict[int, 
     its input when nothing else reads that value and the value is a fresh tensor."""
     readers, reads = value_readers(net)
     pairs = batchnorm_scale_pairs(net, shapes)
-    fast: dict[int, str] = {}
+    fast: dict[int, Assign] = {}
     for i, layer in enumerate(net.layers):
         if i not in index:
             continue
@@ -247,15 +258,15 @@ def _fast_paths(net: Net, shapes, statements: list[Statement], index: dict[int, 
         if j is not None and st.attr and j in index and statements[index[j]].attr and \
                 statements[index[j]].lowered.module.cls is torch_ops.Scale:
             nxt = statements[index[j]]
-            fast[index[i]] = (f"{nxt.tops[0]} = batch_norm_scale({st.bottoms[0]}, "
-                              f"self.{st.attr}, self.{nxt.attr})")
-            fast[index[j]] = ""
+            fast[index[i]] = Assign((nxt.tops[0],), f"batch_norm_scale({st.bottoms[0]}, "
+                                    f"self.{st.attr}, self.{nxt.attr})")
+            fast[index[j]] = Assign((), "")  # done by its BatchNorm's line
         elif (layer.type == "ReLU" and layer.in_place and readers.get(reads[i][0]) == [i]
               and reads[i][0][0] >= 0 and net.layers[reads[i][0][0]].type in _FRESH_OUTPUT):
             slope = layer.param.relu_param.negative_slope
             var = st.tops[0]
-            fast[index[i]] = (f"{var} = F.leaky_relu({var}, {_lit(slope)}, inplace=True)"
-                              if slope else f"{var} = F.relu({var}, inplace=True)")
+            fast[index[i]] = Assign((var,), f"F.leaky_relu({var}, {_lit(slope)}, inplace=True)"
+                                    if slope else f"F.relu({var}, inplace=True)")
     return fast
 
 
@@ -314,9 +325,10 @@ def forward_source(p: Plan, record: bool = False) -> str:
     lines = [f"def forward({args}):"]
     codes, steps = [], []
     for k, st in enumerate(p.statements):
-        if k in p.fast:  # its writes are what the code assigns; "" does nothing
-            code = p.fast[k]
-            steps.append((st.bottoms, code.split(" = ")[0].split(", ")) if code else ([], []))
+        if k in p.fast:  # its writes are the assignment's targets; none: the line is dropped
+            fast = p.fast[k]
+            code = fast.code()
+            steps.append((st.bottoms, list(fast.targets)) if fast.targets else ([], []))
         else:
             code = _statement_code(st)
             steps.append((st.bottoms, st.tops))
