@@ -53,12 +53,16 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{PROG}: error: {message} (see '{PROG} --help')\n")
 
 
-def _shape(text: str) -> tuple[int, ...]:
-    parts = re.split(r"[,x×]", text.strip())
+def _dims(text: str) -> tuple[int, ...]:
+    """'1,3,224,224' (or 1x3x224x224) as integers; () if it is not that."""
     try:
-        dims = tuple(int(p) for p in parts)
+        return tuple(int(p) for p in re.split(r"[,x×]", text.strip()))
     except ValueError:
-        dims = ()
+        return ()
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    dims = _dims(text)
     if len(dims) != 4 or any(not 1 <= d <= INT_MAX for d in dims):
         raise argparse.ArgumentTypeError(
             f"expected N,C,H,W (four positive integers), got '{text}'")
@@ -70,10 +74,7 @@ def _named_shape(text: str) -> tuple[str | None, tuple[int, ...]]:
     name, eq, dims_text = text.rpartition("=")
     if not eq:
         return None, _shape(text)
-    try:
-        dims = tuple(int(p) for p in re.split(r"[,x×]", dims_text.strip()))
-    except ValueError:
-        dims = ()
+    dims = _dims(dims_text)
     if not name or not 1 <= len(dims) <= 8 or any(not 1 <= d <= INT_MAX for d in dims):
         raise argparse.ArgumentTypeError(
             f"expected NAME=N,C,H,W (a blob and up to 8 positive integers), got '{text}'")
@@ -366,8 +367,9 @@ def _first_input(net) -> str | None:
     found = net_inputs(net)
     if found:
         return found[0][0]
+    from .shapes import DATA_READERS
     return next((layer.top[0] for layer in net.layers if not layer.bottom and layer.top
-                 and layer.type not in ("Parameter", "DummyData")), None)
+                 and layer.type in DATA_READERS), None)
 
 
 def load_net(name: str, phase: str | None = None, prepare=None):
@@ -556,13 +558,8 @@ def _convert_onnx(net, args) -> None:
     opset = args.opset or DEFAULT_OPSET
     # Without weights, --verify checks the translation on random weights of realistic scale
     # (the placeholders make every output a constant); with them, the file itself.
-    if args.verify:
-        from .shapes import infer
-        bare = any(s.blobs and not s.layer.blobs for s in infer(net))
-    else:
-        bare = False
-    trial = net.copy() if bare else None
-    fill_placeholders(net)
+    trial = net.copy() if args.verify else None  # before the placeholders go in
+    bare = bool(fill_placeholders(net)) and args.verify
     report = []
 
     def translate(trial_net):

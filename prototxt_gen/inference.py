@@ -7,12 +7,12 @@ from __future__ import annotations
 import warnings
 
 from .net import Net
-from .shapes import DATASET_LAYERS, LOSS_LAYERS, dataset_shapes, format_shape, infer
+from .shapes import DATA_READERS, DATASET_LAYERS, LOSS_LAYERS, dataset_shapes, format_shape, infer
 
 TRAINING_ONLY = LOSS_LAYERS + ("Accuracy",)
 # Layers that hand the net its data (fed by the user's arrays for MemoryData, fillers for
 # DummyData): at inference, inputs.
-DATA_SOURCES = DATASET_LAYERS + ("MemoryData", "DummyData", "Python")
+DATA_SOURCES = DATA_READERS + ("MemoryData", "DummyData")
 
 
 def for_inference(net: Net) -> Net:

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from .errors import one_line
 from .limits import format_bytes
 from .net import Net
-from .shapes import DATASET_LAYERS, data_layer_note, infer, macs
+from .shapes import DATA_READERS, data_layer_note, infer, macs
 
 BYTES_PER_VALUE = 4  # Caffe's float blobs
 
@@ -113,7 +113,7 @@ def analyze(net: Net, partial: bool = False) -> Analysis:
     }
     inputs = [{"name": i.name, "shape": list(i.shape)} for i in net.inputs]
     inputs += [{"name": top, "shape": shape, "layer": r.name} for r in rows
-               if r.type in DATASET_LAYERS + ("Python",) and not r.bottoms
+               if r.type in DATA_READERS and not r.bottoms
                for top, shape in zip(r.tops, r.output_shapes)]
     notes = list(net.notes)
     data = data_layer_note(net)

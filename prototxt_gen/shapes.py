@@ -794,6 +794,8 @@ def _parameter(layer, bottoms):
 # Layers that read a dataset: their tops' shapes come from their parameters where the file
 # says them (dataset_shapes), else from --input-shape (Net.set_shape).
 DATASET_LAYERS = ("Data", "ImageData", "WindowData", "HDF5Data", "AnnotatedData")
+# ...and those with a Python layer, whose tops only its code knows.
+DATA_READERS = DATASET_LAYERS + ("Python",)
 
 
 def dataset_shapes(layer) -> tuple[list[Shape | None], list[str]]:
@@ -841,7 +843,7 @@ def data_layer_note(net: Net) -> str | None:
     the file's parameters, --input-shape, or an assumption (None if there is no such layer)."""
     parts = []
     for layer in net.layers:
-        if layer.bottom or layer.type not in DATASET_LAYERS + ("Python",):
+        if layer.bottom or layer.type not in DATA_READERS:
             continue
         tops, assumed = dataset_shapes(layer) if layer.type != "Python" else \
             ([None] * len(layer.top), [])
