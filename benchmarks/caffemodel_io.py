@@ -6,7 +6,7 @@ bytes, in the same run; peak memory; a synthetic 2.2 GB model past protobuf's 2 
 Timed (median of --repeat runs, page cache warm for both):
   baseline  read the file's bytes: into one preallocated bytearray or numpy buffer (readinto),
             or Path.read_bytes(); the fastest of the three is the baseline
-  ours      prototxt_gen.caffemodel.load_weights(net, file): scan, match by name, check shapes,
+  ours      prototxt_gen.caffe.caffemodel.load_weights(net, file): scan, match by name, check shapes,
             read every blob into its own numpy array
 Then each again in a fresh process, as a user's first load: time and peak RSS (ru_maxrss, the
 whole process: Python, numpy, prototxt_gen and the weights) as a multiple of the file size.
@@ -31,8 +31,8 @@ TARGET_RSS = 1.5
 
 def make_resnet152(path):
     from prototxt_gen import generate
-    from prototxt_gen.caffemodel import write_caffemodel
-    from prototxt_gen.shapes import infer
+    from prototxt_gen.caffe.caffemodel import write_caffemodel
+    from prototxt_gen.graph.shapes import infer
     net = generate("resnet152")
     rng = np.random.default_rng(0)
     for s in infer(net):
@@ -43,7 +43,7 @@ def make_resnet152(path):
 def make_big(path, rows=550_000, cols=1_000):
     """One 550,000 x 1,000 InnerProduct (2.2 GB), written for real (not sparse)."""
     from prototxt_gen import Net
-    from prototxt_gen.caffemodel import write_caffemodel
+    from prototxt_gen.caffe.caffemodel import write_caffemodel
     net = Net("big")
     net.add_input("data", (1, cols))
     layer = net.add_layer("InnerProduct", "fc", "data",
@@ -73,7 +73,7 @@ def raw_read_bytes(path):
 
 def load(path, model):
     from prototxt_gen import generate
-    from prototxt_gen.caffemodel import load_weights
+    from prototxt_gen.caffe.caffemodel import load_weights
     net = generate(model) if model else None
     start = time.perf_counter()
     if net is None:  # the synthetic model: one InnerProduct
@@ -83,8 +83,8 @@ def load(path, model):
 
 
 def _big_net(path):
-    from prototxt_gen.caffemodel import read_caffemodel
-    from prototxt_gen.net import Net
+    from prototxt_gen.caffe.caffemodel import read_caffemodel
+    from prototxt_gen.graph.net import Net
     model = read_caffemodel(path)
     net = Net.from_proto(model.proto)
     model.close()

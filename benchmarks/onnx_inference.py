@@ -31,10 +31,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from prototxt_gen import generate
-from prototxt_gen.caffemodel import write_caffemodel
-from prototxt_gen.net import Net
-from prototxt_gen.onnx import save_onnx, to_onnx
-from prototxt_gen.pytorch import to_torch
+from prototxt_gen.caffe.caffemodel import write_caffemodel
+from prototxt_gen.graph.net import Net
+from prototxt_gen.backends.onnx import save_onnx, to_onnx
+from prototxt_gen.backends.pytorch import to_torch
 from weights import random_weights
 
 

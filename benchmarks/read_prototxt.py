@@ -15,8 +15,8 @@ from pathlib import Path
 
 from google.protobuf import text_format
 
-from prototxt_gen import caffe_pb2
-from prototxt_gen.reader import read_prototxt
+from prototxt_gen.proto import caffe_pb2
+from prototxt_gen.caffe.reader import read_prototxt
 
 REFERENCE = Path(__file__).resolve().parent.parent.parent / "shared" / "reference"
 

@@ -29,8 +29,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from prototxt_gen import generate
-from prototxt_gen.caffemodel import write_caffemodel
-from prototxt_gen.pytorch import to_torch
+from prototxt_gen.caffe.caffemodel import write_caffemodel
+from prototxt_gen.backends.pytorch import to_torch
 from weights import random_weights
 
 
@@ -144,9 +144,9 @@ def throughput(models: dict, x: torch.Tensor, repeat: int) -> dict[str, float]:
 IMPORT_CODE = """
 import json, sys, time
 import torch
-from prototxt_gen.reader import read_prototxt
-from prototxt_gen.caffemodel import load_weights
-from prototxt_gen.pytorch import to_torch
+from prototxt_gen.caffe.reader import read_prototxt
+from prototxt_gen.caffe.caffemodel import load_weights
+from prototxt_gen.backends.pytorch import to_torch
 def hwm():
     for line in open("/proc/self/status"):
         if line.startswith("VmHWM:"):

@@ -3,15 +3,16 @@
 __version__ = "0.1.0"
 
 from .errors import NetError, PrototxtGenError, SpecError
-from .net import InputBlob, Layer, Net
+from .graph.net import InputBlob, Layer, Net
 
 __all__ = ["Net", "Layer", "InputBlob", "PrototxtGenError", "SpecError", "NetError",
            "generate", "load_spec", "read_prototxt", "read_net", "load_weights",
            "write_caffemodel", "__version__"]
 
 # Loaded on first use, so that `import prototxt_gen` stays light (no numpy, no builders).
-_LAZY = {"generate": "generator", "load_spec": "spec", "read_prototxt": "reader",
-         "read_net": "reader", "load_weights": "caffemodel", "write_caffemodel": "caffemodel"}
+_LAZY = {"generate": "build.generator", "load_spec": "build.spec",
+         "read_prototxt": "caffe.reader", "read_net": "caffe.reader",
+         "load_weights": "caffe.caffemodel", "write_caffemodel": "caffe.caffemodel"}
 
 
 def __getattr__(name):

@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 
 from . import __version__
 from .errors import NetError, PrototxtGenError, one_line
-from .schema import INT_MAX
+from .build.schema import INT_MAX
 
 PROG = "prototxt-gen"
 
@@ -113,8 +113,8 @@ def _number(text: str) -> float:
 
 
 def _generate_parser() -> argparse.ArgumentParser:
-    from .net import INPUT_STYLES
-    from .prototxt import LAYOUTS
+    from .graph.net import INPUT_STYLES
+    from .proto.prototxt import LAYOUTS
     p = _Parser(prog=PROG, usage=USAGE, epilog=EXAMPLES,
                 formatter_class=argparse.RawDescriptionHelpFormatter,
                 description="Generate Caffe network definitions (prototxt) from declarative "
@@ -155,8 +155,8 @@ def _generate_parser() -> argparse.ArgumentParser:
 
 def cmd_generate(argv: Sequence[str]) -> int:
     args = _generate_parser().parse_args(argv)
-    from .generator import generate, resolve_spec
-    from .spec import load_spec
+    from .build.generator import generate, resolve_spec
+    from .build.spec import load_spec
     if args.spec and args.model:
         raise PrototxtGenError("give a model name or --spec FILE, not both")
     if not (args.spec or args.model):
@@ -173,7 +173,7 @@ def cmd_generate(argv: Sequence[str]) -> int:
                                  ("--batch-size", args.batch_size),
                                  ("--test-batch-size", args.test_batch_size)) if v]
     if args.phase == "train":
-        from .training import DataOptions, options, train_val
+        from .build.training import DataOptions, options, train_val
         data = options(DataOptions, spec.train, {k: getattr(args, k) for k in (
             "train_source", "test_source", "batch_size", "test_batch_size")})
         net = train_val(net, data)
@@ -196,7 +196,7 @@ examples:
 
 
 def cmd_solver(argv: Sequence[str]) -> int:
-    from .training import SolverOptions
+    from .build.training import SolverOptions
     d = SolverOptions()
     p = _Parser(prog=f"{PROG} solver", epilog=SOLVER_EXAMPLES,
                 formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -225,12 +225,12 @@ def cmd_solver(argv: Sequence[str]) -> int:
                    help=f"default {d.solver_mode}")
     p.add_argument("-o", "--output", metavar="FILE", help="write here instead of standard output")
     args = p.parse_args(argv)
-    from .prototxt import format_message
-    from .training import options, solver
+    from .proto.prototxt import format_message
+    from .build.training import options, solver
     spec_values = {}
     if args.spec or args.model:
-        from .generator import resolve_spec
-        from .spec import load_spec
+        from .build.generator import resolve_spec
+        from .build.spec import load_spec
         if args.spec and args.model:
             raise PrototxtGenError("give a model name or --spec FILE, not both")
         spec_values = (load_spec(args.spec) if args.spec else resolve_spec(args.model)).solver
@@ -242,7 +242,7 @@ def cmd_solver(argv: Sequence[str]) -> int:
 def cmd_list(argv: Sequence[str]) -> int:
     p = _Parser(prog=f"{PROG} list", description="List the built-in models.")
     p.parse_args(argv)
-    from .catalog import describe_templates
+    from .build.catalog import describe_templates
     rows = sorted(describe_templates(), key=lambda r: _natural(r[0]))
     width = max((len(name) for name, _ in rows), default=0)
     _emit("".join(f"{name:<{width}}  {desc}\n" for name, desc in rows), None)
@@ -300,7 +300,7 @@ def cmd_info(argv: Sequence[str]) -> int:
     _net_options(p)
     p.add_argument("-o", "--output", metavar="FILE", help="write here instead of standard output")
     args = p.parse_args(argv)
-    from .info import analyze
+    from .view.info import analyze
     net = _load_for(args)
     from .errors import NetError
     try:
@@ -309,7 +309,7 @@ def cmd_info(argv: Sequence[str]) -> int:
         raise NetError(f"{args.net}: {exc}") from None
     report = None
     if args.weights:
-        from .caffemodel import load_weights
+        from .caffe.caffemodel import load_weights
         report = load_weights(net, args.weights, check_only=True)
         analysis.warnings += report.lines(args.weights) + report.mismatched
     if report is not None:
@@ -363,11 +363,11 @@ def _load_for(args):
 
 def _first_input(net) -> str | None:
     """The blob a bare --input-shape sets: the first input, else a data layer's first top."""
-    from .net import net_inputs
+    from .graph.net import net_inputs
     found = net_inputs(net)
     if found:
         return found[0][0]
-    from .shapes import DATA_READERS
+    from .graph.shapes import DATA_READERS
     return next((layer.top[0] for layer in net.layers if not layer.bottom and layer.top
                  and layer.type in DATA_READERS), None)
 
@@ -378,7 +378,7 @@ def load_net(name: str, phase: str | None = None, prepare=None):
     from pathlib import Path
     path = Path(name)
     if path.suffix == ".caffemodel":
-        from .caffemodel import read_caffemodel_net
+        from .caffe.caffemodel import read_caffemodel_net
         return read_caffemodel_net(path, phase, prepare=prepare)
     net = _net_from(name, path, phase)
     if prepare is not None:
@@ -388,16 +388,16 @@ def load_net(name: str, phase: str | None = None, prepare=None):
 
 def _net_from(name, path, phase):
     if path.suffix == ".toml":
-        from .generator import generate
+        from .build.generator import generate
         return generate(path)
     if path.exists() or len(path.parts) > 1 or path.suffix:
-        from .reader import read_prototxt
+        from .caffe.reader import read_prototxt
         return read_prototxt(path, phase)
-    from .catalog import template_names
+    from .build.catalog import template_names
     if name in template_names():
-        from .generator import generate
+        from .build.generator import generate
         return generate(name)
-    from .reader import read_prototxt
+    from .caffe.reader import read_prototxt
     return read_prototxt(path, phase)  # reports the missing file
 
 
@@ -420,7 +420,7 @@ translation, over a resource limit), 1 output could not be written or failed --v
 internal error"""
 
 FORMATS = ("pytorch", "python", "onnx", "caffemodel")
-OPSETS = range(13, 21)  # prototxt_gen.onnx.OPSETS, without importing onnx to parse options
+OPSETS = range(13, 21)  # prototxt_gen.backends.onnx.OPSETS, without importing onnx to parse options
 
 
 def _opset(text: str) -> int:
@@ -460,14 +460,14 @@ def cmd_convert(argv: Sequence[str]) -> int:
     _check_convert_options(args)
     net = _load_for(args)
     if args.weights:
-        from .caffemodel import load_weights
+        from .caffe.caffemodel import load_weights
         load_weights(net, args.weights, strict=True)
     elif args.to == "caffemodel" and not args.state_dict:
         raise PrototxtGenError("--to caffemodel needs --weights or --state-dict")
     _require(args)
     state = None
     if args.state_dict:
-        from .pytorch import load_state_dict
+        from .backends.pytorch import load_state_dict
         state = load_state_dict(args.state_dict)
     from .errors import OutputError
     had_weights = any(layer.blobs for layer in net.layers)  # a .caffemodel given as NET has
@@ -539,22 +539,22 @@ def _convert(net, args, state) -> None:
     if args.to == "onnx":
         _convert_onnx(net, args)
     elif args.to == "caffemodel":
-        from .caffemodel import write_caffemodel
+        from .caffe.caffemodel import write_caffemodel
         if state is not None:
-            from .pytorch import state_to_blobs
+            from .backends.pytorch import state_to_blobs
             state_to_blobs(net, state)
         write_caffemodel(net, args.output)
     elif args.to == "python":
-        from .pytorch import save_python
+        from .backends.pytorch import save_python
         save_python(net, args.output, fuse=args.fuse, class_name=args.class_name)
     else:
-        from .pytorch import save_exported
+        from .backends.pytorch import save_exported
         save_exported(net, args.output, fuse=args.fuse, class_name=args.class_name)
 
 
 def _convert_onnx(net, args) -> None:
-    from .placeholders import fill_placeholders
-    from .onnx import DEFAULT_OPSET, save_onnx, to_onnx
+    from .graph.placeholders import fill_placeholders
+    from .backends.onnx import DEFAULT_OPSET, save_onnx, to_onnx
     opset = args.opset or DEFAULT_OPSET
     # Without weights, --verify checks the translation on random weights of realistic scale
     # (the placeholders make every output a constant); with them, the file itself.
@@ -569,7 +569,7 @@ def _convert_onnx(net, args) -> None:
                            dynamic_batch=not args.static_batch).SerializeToString()
 
     def verify(model_path):  # before the file is renamed into place: a mismatch writes nothing
-        from .verify import verify_onnx
+        from .backends.verify import verify_onnx
         batch = None if args.static_batch else 2  # a dynamic batch is checked as one
         report.append(verify_onnx(trial if bare else net, translate if bare else model_path,
                                   fuse=args.fuse, batch=batch))
@@ -631,8 +631,8 @@ def cmd_render(argv: Sequence[str]) -> int:
         raise PrototxtGenError(f"render needs the graphviz package: {install_hint('render')}")
     net = _load_for(args)
     from .errors import NetError
-    from .drawing import render
-    from .shapes import data_layer_note
+    from .view.drawing import render
+    from .graph.shapes import data_layer_note
     note = data_layer_note(net)
     if note:
         print(f"{PROG}: note: {note}", file=sys.stderr)

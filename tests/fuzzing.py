@@ -119,9 +119,9 @@ class Sources:
         import io
 
         import torch
-        from prototxt_gen.caffemodel import load_weights
-        from prototxt_gen.pytorch import to_torch
-        from prototxt_gen.reader import read_prototxt
+        from prototxt_gen.caffe.caffemodel import load_weights
+        from prototxt_gen.backends.pytorch import to_torch
+        from prototxt_gen.caffe.reader import read_prototxt
         net = read_prototxt(REFERENCE / "zoo" / "lenet.prototxt")
         with tempfile.TemporaryDirectory() as d:
             (Path(d) / "w.caffemodel").write_bytes(self.models["lenet.prototxt"][1])
@@ -134,9 +134,9 @@ class Sources:
     def _caffemodels() -> dict[str, tuple[bytes, bytes]]:
         """(prototxt, caffemodel) pairs with random weights written by our writer."""
         import numpy as np
-        from prototxt_gen.caffemodel import write_caffemodel
-        from prototxt_gen.reader import read_prototxt
-        from prototxt_gen.shapes import infer
+        from prototxt_gen.caffe.caffemodel import write_caffemodel
+        from prototxt_gen.caffe.reader import read_prototxt
+        from prototxt_gen.graph.shapes import infer
         out = {}
         with tempfile.TemporaryDirectory() as d:
             for name in ("lenet.prototxt", "squeezenet_v1.1.prototxt",
@@ -391,7 +391,7 @@ def _caffemodel_case(i: int, r: random.Random, src: Sources) -> Case:
 def _mutate_blobs(model: bytes, r: random.Random) -> bytes:
     """Structured damage: blob shapes with negative, zero or huge dims, data removed or
     shortened, layer names swapped."""
-    from prototxt_gen import caffe_pb2
+    from prototxt_gen.proto import caffe_pb2
     net = caffe_pb2.NetParameter.FromString(model)
     layers = [lp for lp in net.layer if lp.blobs] or list(net.layer)
     for _ in range(r.randint(1, 3)):
@@ -636,9 +636,9 @@ def preload() -> None:
     """Import what the commands import, once, so that each forked case starts warm."""
     import numpy  # noqa: F401
     import prototxt_gen.cli  # noqa: F401
-    for module in ("torch", "onnx", "onnxruntime", "graphviz", "prototxt_gen.pytorch",
-                   "prototxt_gen.onnx", "prototxt_gen.render", "prototxt_gen.report",
-                   "prototxt_gen.info", "prototxt_gen.generator", "prototxt_gen.training"):
+    for module in ("torch", "onnx", "onnxruntime", "graphviz", "prototxt_gen.backends.pytorch",
+                   "prototxt_gen.backends.onnx", "prototxt_gen.view.render", "prototxt_gen.view.report",
+                   "prototxt_gen.view.info", "prototxt_gen.build.generator", "prototxt_gen.build.training"):
         try:
             __import__(module)
         except ImportError:

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from prototxt_gen import caffe_pb2
+from prototxt_gen.proto import caffe_pb2
 
 REF = {}
 

@@ -5,10 +5,10 @@ caffemodel."""
 import cv2
 import numpy as np
 
-from prototxt_gen.caffemodel import load_weights, write_caffemodel
-from prototxt_gen.net import Net
-from prototxt_gen.reader import read_prototxt
-from prototxt_gen.spec import parse_spec
+from prototxt_gen.caffe.caffemodel import load_weights, write_caffemodel
+from prototxt_gen.graph.net import Net
+from prototxt_gen.caffe.reader import read_prototxt
+from prototxt_gen.build.spec import parse_spec
 
 from conftest import ROOT
 from weights import random_weights

@@ -5,8 +5,9 @@ import sys
 
 import pytest
 
-from prototxt_gen import kinds, shapes
-from prototxt_gen.blocks import register
+from prototxt_gen.build import kinds
+from prototxt_gen.graph import shapes
+from prototxt_gen.build.blocks import register
 
 from conftest import ROOT
 
@@ -19,8 +20,8 @@ def test_no_import_cycles():
 
 
 def _registries():
-    torch_conv = pytest.importorskip("prototxt_gen.pytorch").converter
-    onnx_conv = pytest.importorskip("prototxt_gen.onnx").converter
+    torch_conv = pytest.importorskip("prototxt_gen.backends.pytorch").converter
+    onnx_conv = pytest.importorskip("prototxt_gen.backends.onnx").converter
     return [("a shape rule", shapes.rule, "Convolution"),
             ("a PyTorch converter", torch_conv, "Convolution"),
             ("an ONNX converter", onnx_conv, "Convolution")]
@@ -50,13 +51,13 @@ def test_the_code_cites_sections_docs_has():
     import re
     sections = set(re.findall(r"^## (\d+)\. ", (ROOT / "docs" / "caffe.md").read_text(), re.M))
     cited = set()
-    for path in (ROOT / "prototxt_gen").glob("*.py"):
+    for path in (ROOT / "prototxt_gen").rglob("*.py"):
         for group in re.findall(r"docs/caffe\.md \(?((?:§[\d-]+[, ]*(?:[a-z ]+)?)+)",
                                 path.read_text()):
             for a, b in re.findall(r"§(\d+)(?:-(\d+))?", group):
                 cited.update(map(str, range(int(a), int(b or a) + 1)))
     assert cited and cited <= sections, cited - sections
-    assert "caffe_facts" not in "".join(p.read_text() for p in (ROOT / "prototxt_gen").glob("*.py"))
+    assert "caffe_facts" not in "".join(p.read_text() for p in (ROOT / "prototxt_gen").rglob("*.py"))
 
 
 def test_every_translatable_layer_type_has_every_piece():
@@ -65,11 +66,11 @@ def test_every_translatable_layer_type_has_every_piece():
     (numpy_ref.REF) or a place in a file compared blob by blob with OpenCV (the zoo, but
     SE-ResNet whose Axpy is rewritten, and tests/data/shapes_zoo.prototxt). Registering a
     converter without the rest fails here."""
-    pytorch = pytest.importorskip("prototxt_gen.pytorch")
-    onnx = pytest.importorskip("prototxt_gen.onnx")
+    pytorch = pytest.importorskip("prototxt_gen.backends.pytorch")
+    onnx = pytest.importorskip("prototxt_gen.backends.onnx")
     import numpy_ref
-    from prototxt_gen.reader import read_prototxt
-    from prototxt_gen.render import FAMILIES
+    from prototxt_gen.caffe.reader import read_prototxt
+    from prototxt_gen.view.render import FAMILIES
     from conftest import DATA, ZOO
     against_opencv = set()
     for path in [p for p in ZOO.glob("*.prototxt") if p.name != "SE-ResNet-50.prototxt"] \

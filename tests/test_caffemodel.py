@@ -5,10 +5,11 @@ import os
 import numpy as np
 import pytest
 
-from prototxt_gen import caffe_pb2, generate
-from prototxt_gen.caffemodel import load_weights, read_caffemodel, write_caffemodel
+from prototxt_gen import generate
+from prototxt_gen.proto import caffe_pb2
+from prototxt_gen.caffe.caffemodel import load_weights, read_caffemodel, write_caffemodel
 from prototxt_gen.errors import NetError
-from prototxt_gen.reader import read_prototxt
+from prototxt_gen.caffe.reader import read_prototxt
 
 from conftest import ZOO, run_cli
 from weights import random_weights
@@ -295,7 +296,7 @@ def test_a_caffemodel_alone_gives_the_net(tmp_path):
     """Caffe embeds every layer's definition in the .caffemodel: without the prototxt we still
     get the same network (inputs, layers, shapes) and its weights."""
     import json
-    from prototxt_gen.caffemodel import read_caffemodel_net
+    from prototxt_gen.caffe.caffemodel import read_caffemodel_net
     net = random_weights(read_prototxt(ZOO / "SE-ResNet-50.prototxt"))
     path = tmp_path / "se.caffemodel"
     write_caffemodel(net, path)

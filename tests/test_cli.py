@@ -8,7 +8,7 @@ import textwrap
 import pytest
 
 from prototxt_gen import __version__
-from prototxt_gen.prototxt import parse_prototxt
+from prototxt_gen.proto.prototxt import parse_prototxt
 
 from conftest import KAIMING, ROOT, run_cli
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from prototxt_gen import generate
-from prototxt_gen.caffe_pb2 import PoolingParameter
-from prototxt_gen.reader import read_prototxt
-from prototxt_gen.shapes import conv_geometry, count_params, infer, spatial
+from prototxt_gen.proto.caffe_pb2 import PoolingParameter
+from prototxt_gen.caffe.reader import read_prototxt
+from prototxt_gen.graph.shapes import conv_geometry, count_params, infer, spatial
 
 from conftest import ZOO
 from weights import random_weights
@@ -85,8 +85,8 @@ def test_resnet_v2_is_slims_layout(name):
 def test_family_reads_back_and_runs_in_both_translators(tmp_path, name):
     torch = pytest.importorskip("torch")
     ort = pytest.importorskip("onnxruntime")
-    from prototxt_gen.onnx import to_onnx
-    from prototxt_gen.pytorch import to_torch
+    from prototxt_gen.backends.onnx import to_onnx
+    from prototxt_gen.backends.pytorch import to_torch
     net = generate(name, input_shape=(2, 3, 64, 64))  # small: the weights are what is large
     path = tmp_path / "net.prototxt"
     path.write_text(net.to_prototxt())
@@ -215,8 +215,8 @@ def test_dense_predictions_and_features_only():
 def test_a_dilated_net_runs_in_both_translators():
     torch = pytest.importorskip("torch")
     ort = pytest.importorskip("onnxruntime")
-    from prototxt_gen.onnx import to_onnx
-    from prototxt_gen.pytorch import to_torch
+    from prototxt_gen.backends.onnx import to_onnx
+    from prototxt_gen.backends.pytorch import to_torch
     net = random_weights(generate("resnet50_v2", (1, 3, 64, 64), output_stride=8,
                                   global_pool=False))
     x = np.random.default_rng(0).standard_normal((1, 3, 64, 64)).astype(np.float32)
@@ -302,8 +302,8 @@ def test_inception_resnet_v1_layers():
 def test_inception_resnet_v1_runs_in_both_translators(tmp_path):
     torch = pytest.importorskip("torch")
     ort = pytest.importorskip("onnxruntime")
-    from prototxt_gen.onnx import to_onnx
-    from prototxt_gen.pytorch import to_torch
+    from prototxt_gen.backends.onnx import to_onnx
+    from prototxt_gen.backends.pytorch import to_torch
     net = generate("inception_resnet_v1", (2, 3, 160, 160))
     path = tmp_path / "irv1.prototxt"
     path.write_text(net.to_prototxt())

@@ -6,7 +6,7 @@ from collections import Counter
 import pytest
 
 from prototxt_gen import generate
-from prototxt_gen.shapes import count_params, infer
+from prototxt_gen.graph.shapes import count_params, infer
 
 from conftest import KAIMING, run_cli
 

@@ -19,8 +19,8 @@ import torch
 
 from prototxt_gen.cli import INTERNAL_ERROR, main
 from prototxt_gen.errors import escape_controls
-from prototxt_gen.reader import read_prototxt
-from prototxt_gen.render import picture
+from prototxt_gen.caffe.reader import read_prototxt
+from prototxt_gen.view.render import picture
 
 from conftest import ROOT, ZOO, run_cli
 
@@ -119,7 +119,7 @@ def test_hostile_names_survive_info_json_and_caffemodel(tmp_path):
     assert [row["name"] for row in json.loads(r.stdout)["layers"]][1:] == HOSTILE[2:]
     r = run_cli("info", path)
     assert r.returncode == 0 and "\u2028" not in r.stdout  # the table shows it escaped
-    from prototxt_gen.caffemodel import read_caffemodel_net, write_caffemodel
+    from prototxt_gen.caffe.caffemodel import read_caffemodel_net, write_caffemodel
     net = read_prototxt(path)
     net.layers[0].blobs = [np.ones((3, 2, 3, 3), np.float32), np.zeros(3, np.float32)]
     write_caffemodel(net, tmp_path / "w.caffemodel")
@@ -199,7 +199,7 @@ def test_shuffle_channel_group_is_checked_before_translation(tmp_path, capsys, g
 
 
 def test_caffemodel_blob_shapes_beyond_any_machine_are_refused(tmp_path, capsys):
-    from prototxt_gen import caffe_pb2
+    from prototxt_gen.proto import caffe_pb2
     net = caffe_pb2.NetParameter(name="n")
     for k, dims in enumerate([[-1, 3], [2**40, 2**40], [2**62]]):
         layer = net.layer.add(name=f"l{k}", type="InnerProduct")
@@ -434,7 +434,7 @@ def test_sigterm_while_writing_leaves_nothing(tmp_path):
 @pytest.fixture
 def buggy_layer():
     """A layer type whose shape rule has a bug, as a user's registered rule might."""
-    from prototxt_gen.shapes import RULES, rule
+    from prototxt_gen.graph.shapes import RULES, rule
 
     @rule("Buggy")
     def _buggy(layer, bottoms):
@@ -493,7 +493,7 @@ def test_hostile_names_survive_the_exported_program(tmp_path):
 
 
 def test_onnxruntime_failing_inside_verify_is_one_error(tmp_path):
-    from prototxt_gen.verify import VerificationError, verify_onnx
+    from prototxt_gen.backends.verify import VerificationError, verify_onnx
     net = read_prototxt(ZOO / "lenet.prototxt")
     with pytest.raises(VerificationError, match="^--verify: onnxruntime cannot run the model: "):
         verify_onnx(net, b"not an onnx model")

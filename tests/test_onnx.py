@@ -17,11 +17,11 @@ ort = pytest.importorskip("onnxruntime")
 
 from prototxt_gen import generate
 from prototxt_gen.errors import NetError
-from prototxt_gen.net import Net
-from prototxt_gen.onnx import (IR_VERSION, OPSETS, converter, save_onnx, to_onnx, translate,
+from prototxt_gen.graph.net import Net
+from prototxt_gen.backends.onnx import (IR_VERSION, OPSETS, converter, save_onnx, to_onnx, translate,
                                Unsupported)
-from prototxt_gen.reader import read_prototxt
-from prototxt_gen.shapes import infer
+from prototxt_gen.caffe.reader import read_prototxt
+from prototxt_gen.graph.shapes import infer
 
 from conftest import DATA, ZOO, assert_error, run_cli
 from numpy_ref import check_values
@@ -277,7 +277,7 @@ def test_verification_catches_a_model_that_departs(tmp_path):
     """verify_onnx runs onnxruntime and the PyTorch translation on the same input; a model
     built from other weights fails it, exit status 1, and save_onnx then writes nothing."""
     pytest.importorskip("torch")
-    from prototxt_gen.verify import VerificationError, verify_onnx
+    from prototxt_gen.backends.verify import VerificationError, verify_onnx
     net = random_weights(read_prototxt(ZOO / "lenet.prototxt"))
     (ok,) = verify_onnx(net, to_onnx(net).SerializeToString(), batch=3).agreements
     assert ok.output == "prob" and ok.max_error <= ok.bound <= 1e-4
@@ -301,8 +301,8 @@ def test_translation_needs_no_torch(tmp_path):
     code = f"""
 import sys
 sys.modules["torch"] = None
-from prototxt_gen.reader import read_prototxt
-from prototxt_gen.onnx import save_onnx
+from prototxt_gen.caffe.reader import read_prototxt
+from prototxt_gen.backends.onnx import save_onnx
 save_onnx(read_prototxt({str(ZOO / 'mobilenet_v1.prototxt')!r}), {str(tmp_path / 'm.onnx')!r})
 """
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -315,8 +315,8 @@ save_onnx(read_prototxt({str(ZOO / 'mobilenet_v1.prototxt')!r}), {str(tmp_path /
 
 def test_every_layer_the_pytorch_translator_takes_translates_here():
     pytest.importorskip("torch")
-    from prototxt_gen import pytorch
-    from prototxt_gen.onnx import CONVERTERS
+    from prototxt_gen.backends import pytorch
+    from prototxt_gen.backends.onnx import CONVERTERS
     assert set(CONVERTERS) == set(pytorch.CONVERTERS)
 
 
@@ -330,12 +330,12 @@ def test_unsupported_layers_are_listed_up_front():
     assert str(err.value) == (
         "cannot convert to ONNX: 2 layer(s) have no ONNX implementation: 'loss' "
         "(SoftmaxWithLoss), 'acc' (Accuracy) (register one with "
-        "@prototxt_gen.onnx.converter('Accuracy', 'SoftmaxWithLoss'))")
+        "@prototxt_gen.backends.onnx.converter('Accuracy', 'SoftmaxWithLoss'))")
 
 
 def test_a_registered_converter_translates_a_fork_layer():
-    from prototxt_gen import shapes
-    from prototxt_gen.onnx import CONVERTERS
+    from prototxt_gen.graph import shapes
+    from prototxt_gen.backends.onnx import CONVERTERS
 
     @shapes.rule("DoubleIt")
     def _rule(layer, bottoms):
@@ -414,7 +414,7 @@ def test_cli_convert_to_onnx_errors(tmp_path):
     assert_error(run_cli("convert", bad, "--to", "onnx", "-o", out),
                  f"{bad}: cannot convert to ONNX: 1 layer(s) have no ONNX implementation: "
                  "'loss' (SoftmaxWithLoss) (register one with "
-                 "@prototxt_gen.onnx.converter('SoftmaxWithLoss'))")
+                 "@prototxt_gen.backends.onnx.converter('SoftmaxWithLoss'))")
     assert not out.exists()
     r = run_cli("convert", prototxt, "--to", "onnx", "-o", out)
     assert r.returncode == 0

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from prototxt_gen import generate
-from prototxt_gen.caffemodel import write_caffemodel
-from prototxt_gen.reader import read_prototxt
-from prototxt_gen.shapes import infer
-from prototxt_gen.spec import parse_spec
+from prototxt_gen.caffe.caffemodel import write_caffemodel
+from prototxt_gen.caffe.reader import read_prototxt
+from prototxt_gen.graph.shapes import infer
+from prototxt_gen.build.spec import parse_spec
 
 from conftest import DATA, ROOT, ZOO
 from weights import random_weights

@@ -22,7 +22,7 @@ def test_installed_wheel_generates_resnet50(tmp_path):
 
     env = {**os.environ, "PYTHONPATH": str(target)}
     where = subprocess.run(
-        [sys.executable, "-c", "import prototxt_gen, prototxt_gen.catalog as c; "
+        [sys.executable, "-c", "import prototxt_gen, prototxt_gen.build.catalog as c; "
                                "print(prototxt_gen.__file__); print(c.template_dir())"],
         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
     module, templates = where.stdout.split()

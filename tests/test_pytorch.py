@@ -14,12 +14,12 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from prototxt_gen import generate
-from prototxt_gen.caffemodel import load_weights, read_caffemodel, write_caffemodel
+from prototxt_gen.caffe.caffemodel import load_weights, read_caffemodel, write_caffemodel
 from prototxt_gen.errors import NetError
-from prototxt_gen.net import Net
-from prototxt_gen.pytorch import (
+from prototxt_gen.graph.net import Net
+from prototxt_gen.backends.pytorch import (
     converter, Lowered, sanitize, state_to_blobs, to_source, to_torch)
-from prototxt_gen.reader import read_prototxt
+from prototxt_gen.caffe.reader import read_prototxt
 
 from conftest import DATA, ZOO, assert_error, run_cli
 from numpy_ref import check_layers
@@ -243,7 +243,7 @@ np.save({str(directory / 'out.npy')!r}, (out if isinstance(out, torch.Tensor) el
     (DATA / "layers_zoo.prototxt", False),   # every helper class gets embedded
 ])
 def test_source_export_matches_runtime_module(tmp_path, source, fuse):
-    from prototxt_gen.pytorch import save_python
+    from prototxt_gen.backends.pytorch import save_python
     net, _, _ = with_weights(tmp_path, source)
     py, pth = save_python(net, tmp_path / "exported.py", fuse=fuse)
     x = inputs_for(net)[0]
@@ -288,12 +288,12 @@ def test_unsupported_layers_are_listed_up_front():
     assert "\n" not in message
     assert "2 layer(s) have no PyTorch implementation: 'loss' (SoftmaxWithLoss), 'acc' " \
            "(Accuracy)" in message
-    assert "@prototxt_gen.pytorch.converter('Accuracy', 'SoftmaxWithLoss')" in message
+    assert "@prototxt_gen.backends.pytorch.converter('Accuracy', 'SoftmaxWithLoss')" in message
 
 
 def test_a_registered_converter_translates_a_fork_layer():
-    from prototxt_gen import shapes
-    from prototxt_gen.pytorch import CONVERTERS
+    from prototxt_gen.graph import shapes
+    from prototxt_gen.backends.pytorch import CONVERTERS
 
     @shapes.rule("DoubleIt")
     def _rule(layer, bottoms):

@@ -1,11 +1,11 @@
 """Reading prototxt as users have it: every zoo file, every historical syntax, forks' fields."""
 import pytest
 
-from prototxt_gen import caffe_pb2
+from prototxt_gen.proto import caffe_pb2
 from prototxt_gen.errors import NetError
-from prototxt_gen.reader import read_prototxt
-from prototxt_gen.shapes import count_params, infer, macs
-from prototxt_gen.textproto import parse_net_text
+from prototxt_gen.caffe.reader import read_prototxt
+from prototxt_gen.graph.shapes import count_params, infer, macs
+from prototxt_gen.proto.textproto import parse_net_text
 
 from conftest import KAIMING, ZOO
 

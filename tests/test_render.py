@@ -13,10 +13,10 @@ import pytest
 graphviz = pytest.importorskip("graphviz")
 
 from prototxt_gen import generate
-from prototxt_gen.reader import read_prototxt
-from prototxt_gen.drawing import render
-from prototxt_gen.render import FAMILIES, OTHER, block_of, picture, to_dot
-from prototxt_gen.shapes import infer
+from prototxt_gen.caffe.reader import read_prototxt
+from prototxt_gen.view.drawing import render
+from prototxt_gen.view.render import FAMILIES, OTHER, block_of, picture, to_dot
+from prototxt_gen.graph.shapes import infer
 
 from conftest import DATA, ZOO, assert_error, run_cli
 
@@ -216,7 +216,7 @@ def table_rows(dom, table_id):
 def test_html_report_in_headless_chromium(tmp_path):
     """The report is one file that needs nothing else; in a browser its scripts run, the graph
     and both tables are there, and sorting by a column orders the rows."""
-    from prototxt_gen.info import analyze
+    from prototxt_gen.view.info import analyze
     net = generate("resnet50")
     page = tmp_path / "r50.html"
     render(net, page, collapse=True)

@@ -2,7 +2,7 @@
 import pytest
 
 from prototxt_gen import generate
-from prototxt_gen.shapes import count_params, infer
+from prototxt_gen.graph.shapes import count_params, infer
 
 # torchvision's resnet18/resnet34 parameter counts (conv1 without bias, projection shortcuts only
 # where shapes change): same arithmetic, so the same totals.

@@ -2,11 +2,12 @@
 import pytest
 from google.protobuf import text_format
 
-from prototxt_gen import Net, caffe_pb2, generate
-from prototxt_gen.catalog import template_names
+from prototxt_gen import Net, generate
+from prototxt_gen.proto import caffe_pb2
+from prototxt_gen.build.catalog import template_names
 from prototxt_gen.errors import NetError
-from prototxt_gen.prototxt import format_message, parse_prototxt
-from prototxt_gen.textproto import parse_net_text
+from prototxt_gen.proto.prototxt import format_message, parse_prototxt
+from prototxt_gen.proto.textproto import parse_net_text
 
 from conftest import KAIMING, ZOO
 
@@ -40,7 +41,7 @@ def test_release_files_round_trip_through_the_writer(depth):
 
 ZOO_FILES = sorted(p.name for p in ZOO.glob("*.prototxt"))
 # Fork-only fields that BVLC's schema (and so protobuf's strict parser, like Caffe's) rejects.
-# Both files carry PoolingParameter.ceil_mode; prototxt_gen.reader reads them (test_reader).
+# Both files carry PoolingParameter.ceil_mode; prototxt_gen.caffe.reader reads them (test_reader).
 FORK_FIELDS = {"densenet_121.prototxt": "ceil_mode",
                "soeaver_resnext50-32x4d.prototxt": "ceil_mode"}
 

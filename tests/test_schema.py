@@ -1,4 +1,4 @@
-"""proto/caffe.proto against Caffe's facts, and prototxt_gen/caffe_pb2.py against the .proto."""
+"""proto/caffe.proto against Caffe's facts, and prototxt_gen/proto/caffe_pb2.py against the .proto."""
 import re
 import subprocess
 import sys
@@ -7,7 +7,7 @@ import struct
 import pytest
 from google.protobuf import descriptor_pb2
 
-from prototxt_gen import caffe_pb2
+from prototxt_gen.proto import caffe_pb2
 
 from conftest import REFERENCE, ROOT
 
@@ -126,7 +126,7 @@ def _normalized(proto):
 
 def test_module_imports_cleanly_with_upb():
     """No 'Descriptors cannot be created directly', no warning, no pure-python fallback."""
-    code = ("import prototxt_gen.caffe_pb2\n"
+    code = ("import prototxt_gen.proto.caffe_pb2\n"
             "from google.protobuf.internal import api_implementation\n"
             "print(api_implementation.Type())")
     result = subprocess.run([sys.executable, "-W", "error", "-c", code], capture_output=True,

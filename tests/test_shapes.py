@@ -4,8 +4,8 @@ Reshape() code as summarized in the comments."""
 import pytest
 
 from prototxt_gen.errors import NetError
-from prototxt_gen.reader import read_prototxt
-from prototxt_gen.shapes import RULES, infer, rule
+from prototxt_gen.caffe.reader import read_prototxt
+from prototxt_gen.graph.shapes import RULES, infer, rule
 
 
 def shapes_of(body, inputs=(("data", (2, 6, 4, 4)),), phase=None):
@@ -90,7 +90,7 @@ def test_data_and_loss_layers():
      'batch_size: 128 crop_size: 227 }', [(128, 3, 227, 227), (128,)], ["3 channels"]),
 ])
 def test_dataset_layers_get_the_shapes_their_parameters_say(layer, expected, assumed):
-    from prototxt_gen.shapes import dataset_shapes
+    from prototxt_gen.graph.shapes import dataset_shapes
     net = read_prototxt("<t>", text=f'layer {{ name: "d" {layer} }}')
     assert shapes_of(f'layer {{ name: "d" {layer} }}', ())["d"] == expected
     assert dataset_shapes(net.layers[0]) == (expected, assumed)

@@ -4,7 +4,7 @@ import pytest
 
 from prototxt_gen import generate
 from prototxt_gen.errors import SpecError
-from prototxt_gen.spec import parse_spec
+from prototxt_gen.build.spec import parse_spec
 
 from conftest import ROOT, assert_error, run_cli
 

@@ -3,11 +3,12 @@
 import pytest
 from google.protobuf import text_format
 
-from prototxt_gen import caffe_pb2, generate
+from prototxt_gen import generate
+from prototxt_gen.proto import caffe_pb2
 from prototxt_gen.errors import SpecError
-from prototxt_gen.reader import read_prototxt
-from prototxt_gen.shapes import infer
-from prototxt_gen.training import train_val
+from prototxt_gen.caffe.reader import read_prototxt
+from prototxt_gen.graph.shapes import infer
+from prototxt_gen.build.training import train_val
 
 from conftest import ROOT, assert_error, run_cli
 

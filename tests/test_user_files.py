@@ -15,14 +15,14 @@ import pytest
 torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
 
-from prototxt_gen import shapes
-from prototxt_gen.caffemodel import write_caffemodel
-from prototxt_gen.catalog import template_names
+from prototxt_gen.graph import shapes
+from prototxt_gen.caffe.caffemodel import write_caffemodel
+from prototxt_gen.build.catalog import template_names
 from prototxt_gen.cli import main
-from prototxt_gen.onnx import to_onnx
-from prototxt_gen.pytorch import CONVERTERS, Ctor, Lowered, converter, to_torch
-from prototxt_gen.reader import read_prototxt
-from prototxt_gen.verify import (VerificationError, calibrated, random_inputs, tolerance,
+from prototxt_gen.backends.onnx import to_onnx
+from prototxt_gen.backends.pytorch import CONVERTERS, Ctor, Lowered, converter, to_torch
+from prototxt_gen.caffe.reader import read_prototxt
+from prototxt_gen.backends.verify import (VerificationError, calibrated, random_inputs, tolerance,
                                  verify_onnx)
 
 from conftest import DATA, KAIMING, ROOT, ZOO

@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-from prototxt_gen.shapes import infer
+from prototxt_gen.graph.shapes import infer
 
 
 def random_weights(net, seed=0):

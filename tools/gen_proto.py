@@ -1,4 +1,4 @@
-"""Regenerate prototxt_gen/caffe_pb2.py from proto/caffe.proto.
+"""Regenerate prototxt_gen/proto/caffe_pb2.py from proto/caffe.proto.
 
     python3 -m venv /tmp/protoc-env
     /tmp/protoc-env/bin/pip install grpcio-tools==1.62.3

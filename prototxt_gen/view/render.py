@@ -12,9 +12,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from .errors import OutputError, escape_controls
-from .net import Layer, Net, net_inputs
-from .shapes import LayerShapes, infer, spatial
+from ..errors import OutputError, escape_controls
+from ..graph.net import Layer, Net, net_inputs
+from ..graph.shapes import LayerShapes, infer, spatial
 
 # family: (fill colour, layer types). Netscope's palette, extended to every type we know.
 FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {

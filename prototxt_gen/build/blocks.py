@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .naming import Naming
-from .registry import put
-from .net import Net
+from ..registry import put
+from ..graph.net import Net
 from .schema import Key, boolean, choice, int_or, non_negative_int, positive_int
-from .shapes import blob_shape
+from ..graph.shapes import blob_shape
 
 # Field order of the ReLUs that follow a convolution in the ResNet-101/152 release.
 TOP_FIRST = ("top", "bottom", "name", "type")

@@ -5,9 +5,9 @@ from pathlib import Path
 from typing import Sequence
 
 from .kinds import BLOCKS, HEADS, STEMS, Builder
-from .errors import SpecError
-from .net import Net
-from .shapes import infer
+from ..errors import SpecError
+from ..graph.net import Net
+from ..graph.shapes import infer
 from .spec import Spec, load_spec
 
 

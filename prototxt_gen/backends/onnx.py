@@ -23,16 +23,16 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from . import caffe_pb2
-from ._pb import tag, varint
-from .placeholders import placeholder
-from .errors import NetError, untranslatable
-from .registry import put
-from .fuse import batchnorm_eps, batchnorm_scale_pairs, batchnorm_statistics
-from .fuse import fuse as fold_affine
-from .inference import for_inference
-from .net import Layer, Net, net_inputs, net_outputs
-from .shapes import (LayerShapes, affine_layout, concat_axis, conv_geometry, crop_offsets,
+from ..proto import caffe_pb2
+from ..proto.wire import tag, varint
+from ..graph.placeholders import placeholder
+from ..errors import NetError, untranslatable
+from ..registry import put
+from ..graph.fuse import batchnorm_eps, batchnorm_scale_pairs, batchnorm_statistics
+from ..graph.fuse import fuse as fold_affine
+from ..graph.inference import for_inference
+from ..graph.net import Layer, Net, net_inputs, net_outputs
+from ..graph.shapes import (LayerShapes, affine_layout, concat_axis, conv_geometry, crop_offsets,
                      flatten_axes, infer, normalize_params, permute_order, reduction_axes,
                      reshape_span, shuffle_group, slice_axis, spatial, tile_repeats)
 
@@ -134,12 +134,12 @@ CONVERTERS: dict[str, Converter] = {}
 def converter(*types: str, replace: bool = False) -> Callable[[Converter], Converter]:
     """Register how layer types translate, as fn(b: LayerBuilder) -> None. For a fork's layer:
 
-        @prototxt_gen.onnx.converter("MyLayer")
+        @prototxt_gen.backends.onnx.converter("MyLayer")
         def my_layer(b):
             b.out("Mul", [b.x[0], b.scalar(2.0, "two")])
 
     `b.s` has the layer's bottom, top and weight-blob shapes (register a shape rule with
-    prototxt_gen.shapes.rule first); `b.blob(k, ...)` its weights; raise Unsupported(reason)
+    prototxt_gen.graph.shapes.rule first); `b.blob(k, ...)` its weights; raise Unsupported(reason)
     for a configuration the converter cannot handle. A type that has one already needs
     replace=True."""
     def register(fn: Converter) -> Converter:
@@ -306,7 +306,7 @@ def _lower(graph: "_Graph", net: Net, shapes, names, pairs: dict[int, int], inpu
         if target is not None:
             values[net.layers[target].name] = tops
     if problems:
-        raise untranslatable("ONNX", "prototxt_gen.onnx.converter", [], problems)
+        raise untranslatable("ONNX", "prototxt_gen.backends.onnx.converter", [], problems)
     return current, values
 
 
@@ -329,7 +329,7 @@ def _model(net: Net, graph: "_Graph", inputs, out_names: list[str], opset: int,
         name, TensorProto.FLOAT,
         ["batch" if dynamic_batch and len(shape) >= 2 and shape[0] == first_batch and k == 0 else d
          for k, d in enumerate(shape)]) for name, shape in inputs]
-    from . import __version__
+    from .. import __version__
     # Filled in place rather than through onnx.helper.make_graph/make_model, which copy every
     # initializer (hundreds of MB) once each.
     model = onnx.ModelProto(ir_version=IR_VERSION[opset], producer_name="prototxt-gen",
@@ -357,7 +357,7 @@ def _check_translatable(shapes: list[LayerShapes]) -> None:
     missing = [s.layer for s in shapes if s.layer.type not in CONVERTERS
                and s.layer.type != "Input"]
     if missing:
-        raise untranslatable("ONNX", "prototxt_gen.onnx.converter", missing, [])
+        raise untranslatable("ONNX", "prototxt_gen.backends.onnx.converter", missing, [])
 
 
 def _final_writes(net: Net) -> dict[str, tuple[int, int]]:
@@ -460,7 +460,7 @@ def save_onnx(net: Net, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET,
 
     The weights go from their numpy buffers straight into the file (see _write_model): no
     copy of them is made in memory, however large the model."""
-    from .fileio import atomic_open, atomic_path, check_target
+    from ..fileio import atomic_open, atomic_path, check_target
     check_target(path)
     t = translate(net, opset=opset, fuse=fuse, dynamic_batch=dynamic_batch, outputs=outputs,
                   with_data=False)

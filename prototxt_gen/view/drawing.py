@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import os
 
-from .errors import OutputError, PrototxtGenError
-from .net import Net
+from ..errors import OutputError, PrototxtGenError
+from ..graph.net import Net
 from .render import FORMATS, dot_pipe, to_dot
 
 
@@ -15,7 +15,7 @@ def render(net: Net, path: str | os.PathLike, *, fmt: str | None = None,
     """Write the picture to `path` as svg, png, pdf, dot or html (the report: graph and
     sortable analysis table, see report.py), from the extension unless `fmt` says; returns
     the format. Only dot output works without Graphviz's `dot` program."""
-    from .fileio import atomic_write
+    from ..fileio import atomic_write
     fmt = (fmt or os.path.splitext(os.fspath(path))[1].lstrip(".")).lower()
     if fmt not in FORMATS:
         raise PrototxtGenError(f"{path}: cannot tell the format from the name; give --format "

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .errors import SpecError, one_line
+from ..errors import SpecError, one_line
 
 REQUIRED = object()
 

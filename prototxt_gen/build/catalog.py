@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 from pathlib import Path
 
-from .errors import SpecError
+from ..errors import SpecError
 
 
 def template_dir() -> Path:

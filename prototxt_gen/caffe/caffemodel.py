@@ -17,10 +17,10 @@ from typing import BinaryIO, Callable, Sequence
 
 import numpy as np
 
-from . import caffe_pb2
-from ._pb import tag as _tag, varint as _varint
-from .errors import NetError
-from .net import Net
+from ..proto import caffe_pb2
+from ..proto.wire import tag as _tag, varint as _varint
+from ..errors import NetError
+from ..graph.net import Net
 
 # Field numbers (docs/caffe.md §1; every field of caffe.proto: proto/caffe.proto).
 NET_LAYER, NET_LAYERS = 100, 2
@@ -73,7 +73,7 @@ class CaffeModel:
     def _named_refs(self) -> dict[str, list[BlobRef]]:
         if self._by_name is None:
             if len(self.proto.layers):  # V1/V0: names (of V0 layers) come out of the upgrade
-                from .upgrade import upgrade_net
+                from ..proto.upgrade import upgrade_net
                 up = upgrade_net(self.proto)
                 pairs = zip(up.layers, up.origins)
             else:
@@ -159,7 +159,7 @@ def _read_at(fd: int, buf: memoryview, offset: int) -> int:
 def read_caffemodel(path: str | os.PathLike) -> CaffeModel:
     """Scan a .caffemodel (current, V1 or V0 layout, any size). Errors name the file and the
     byte offset where it stops making sense."""
-    from .fileio import open_input
+    from ..fileio import open_input
     name = str(path)
     f = open_input(path, "weights file")
     try:
@@ -346,8 +346,8 @@ def _embedded_net(model: CaffeModel, phase: str | None, prepare=None) -> Net:
     """The embedded net in `phase`; by default in the phase Caffe stamped on its layers when
     it saved them (a snapshot taken in training is the TRAIN net, with its data layers), else
     in the file's state or TEST -- and if that net is incomplete, TRAIN."""
-    from .inference import DATA_SOURCES
-    from .shapes import infer
+    from ..graph.inference import DATA_SOURCES
+    from ..graph.shapes import infer
     proto = model.proto
     if phase is None and not proto.HasField("state"):
         stamped = {lp.phase for lp in proto.layer if lp.HasField("phase")}
@@ -406,7 +406,7 @@ def load_weights(net: Net, source: str | os.PathLike | CaffeModel, *, mmap: bool
     the file lacks keep no weights. Both are reported (and added to net.warnings); with
     strict=True a missing layer is an error. A misfit raises NetError naming the layer and both
     shapes -- unless check_only, which assigns nothing and lists every misfit in the report."""
-    from .shapes import infer
+    from ..graph.shapes import infer
     model = source if isinstance(source, CaffeModel) else read_caffemodel(source)
     try:
         weights = model.weights(mmap=mmap or check_only)
@@ -483,7 +483,7 @@ def write_caffemodel(net: Net, path: str | os.PathLike) -> None:
     """Write the net and its weights as a .caffemodel the way Caffe's Net::ToProto does (an
     Input layer for the inputs, `shape` + `data` per blob; float64 arrays go to double_data).
     Streams layer by layer into a temporary file that replaces `path` when complete."""
-    from .fileio import atomic_open
+    from ..fileio import atomic_open
     proto = net.to_proto("layer")
     first = len(proto.layer) - len(net.layers)
     with atomic_open(path) as f:

@@ -25,7 +25,7 @@ def placeholder(layer, k: int, shape: Sequence[int]) -> np.ndarray:
 def fill_placeholders(net: Net) -> list[str]:
     """Give every layer that has no weights the placeholder values (see `placeholder`);
     returns the names of the layers filled."""
-    from .limits import check_memory
+    from ..limits import check_memory
     from .shapes import infer, new_weight_bytes
     shapes = infer(net)
     # Twice: the arrays, then the model that holds them (measured: 1.9x for a 400 MB layer).

@@ -21,8 +21,8 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 from . import caffe_pb2
-from ._pb import INT_RANGES, is_repeated
-from .errors import NetError
+from .wire import INT_RANGES, is_repeated
+from ..errors import NetError
 
 _TOKEN = re.compile(r"""
     (?P<space>[ \t\r\n\f\v,;]+|\#[^\n]*)

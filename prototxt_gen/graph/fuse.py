@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import caffe_pb2
+from ..proto import caffe_pb2
 from .net import Layer, Net
 from .shapes import infer
 
@@ -78,7 +78,7 @@ def batchnorm_statistics(layer: Layer) -> tuple[np.ndarray, np.ndarray] | None:
 def batchnorm_eps(layer: Layer) -> float:
     """BatchNorm's eps as the prototxt wrote it (1e-5, not float32's 9.99999974e-06): the
     value a back end should pass on."""
-    from .prototxt import format_float32
+    from ..proto.prototxt import format_float32
     return float(format_float32(layer.param.batch_norm_param.eps))
 
 

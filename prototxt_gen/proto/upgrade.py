@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import caffe_pb2
-from ._pb import is_repeated
-from .errors import NetError, shown
+from .wire import is_repeated
+from ..errors import NetError, shown
 
 V1 = caffe_pb2.V1LayerParameter
 

@@ -7,10 +7,10 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 
-from .errors import one_line
-from .limits import format_bytes
-from .net import Net
-from .shapes import DATA_READERS, data_layer_note, infer, macs
+from ..errors import one_line
+from ..limits import format_bytes
+from ..graph.net import Net
+from ..graph.shapes import DATA_READERS, data_layer_note, infer, macs
 
 BYTES_PER_VALUE = 4  # Caffe's float blobs
 

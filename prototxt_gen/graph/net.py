@@ -17,11 +17,11 @@ from typing import Any, Iterable, Iterator, Sequence
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
-from . import caffe_pb2
-from ._pb import INT_RANGES, is_repeated
-from .prototxt import format_message, get_layout
-from .errors import NetError
-from .limits import check_layers
+from ..proto import caffe_pb2
+from ..proto.wire import INT_RANGES, is_repeated
+from ..proto.prototxt import format_message, get_layout
+from ..errors import NetError
+from ..limits import check_layers
 
 INPUT_STYLES = ("input_dim", "input_shape", "layer")
 
@@ -271,13 +271,13 @@ class Net:
         the layers of `phase` (default: the file's state, TEST if none). An Input layer in first
         position becomes the net's input declaration. Weights in the message are not copied:
         see caffemodel.load_weights."""
-        from .upgrade import make_state, upgrade_net
+        from ..proto.upgrade import make_state, upgrade_net
         up = upgrade_net(proto)
         return cls._from_upgraded(up, make_state(up.state, phase))
 
     @classmethod
     def _from_upgraded(cls, up, state, extras: dict | None = None) -> "Net":
-        from .upgrade import layer_included
+        from ..proto.upgrade import layer_included
         net = cls(up.name)
         net.notes = list(up.notes)
         for name, shape in up.inputs:

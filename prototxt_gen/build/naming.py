@@ -11,7 +11,7 @@ from __future__ import annotations
 import string
 from dataclasses import dataclass
 
-from .errors import SpecError, one_line, shown
+from ..errors import SpecError, one_line, shown
 
 # Placeholders each template may use.
 FIELDS = {

@@ -17,8 +17,8 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 from . import caffe_pb2
-from ._pb import is_repeated
-from .errors import NetError
+from .wire import is_repeated
+from ..errors import NetError
 
 _FLOAT = FieldDescriptor.CPPTYPE_FLOAT
 _DOUBLE = FieldDescriptor.CPPTYPE_DOUBLE

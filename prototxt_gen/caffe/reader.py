@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import os
 
-from .errors import NetError
-from .fileio import read_input
-from .net import Net
-from .textproto import Unknown, parse_net_text
-from .upgrade import make_state, upgrade_net
+from ..errors import NetError
+from ..fileio import read_input
+from ..graph.net import Net
+from ..proto.textproto import Unknown, parse_net_text
+from ..proto.upgrade import make_state, upgrade_net
 
 
 def read_prototxt(source: str | os.PathLike, phase: str | None = None, *,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import html
 
 from .info import analyze, format_bytes, format_count
-from .net import Net
+from ..graph.net import Net
 from .render import block_of, dot_pipe, to_dot
 
 _COLUMNS = [("name", "layer", "text"), ("type", "type", "text"), ("block", "block", "text"),

@@ -158,7 +158,7 @@ def reduction_b(b: Builder, unit: str, bottom: str, first: bool, scope: str) -> 
           pool_stride=non_negative_int(1))
 def embedding(b: Builder, bottom: str, last_stage: int, size: int, dropout: str,
               keep_prob: float, pool_stride: int) -> str:
-    from .shapes import blob_shape
+    from ..graph.shapes import blob_shape
     h, w = blob_shape(b.net, bottom)[2:]
     pool = "Logits/AvgPool_1a_8x8"
     b.net.add_layer("Pooling", pool, bottom, pooling_param={

@@ -12,11 +12,11 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from . import caffe_pb2
-from ._pb import is_repeated
-from .errors import NetError, shown
+from ..proto import caffe_pb2
+from ..proto.wire import is_repeated
+from ..errors import NetError, shown
 from .net import Layer, Net, input_layer_shapes
-from .registry import put
+from ..registry import put
 
 Shape = tuple[int, ...]
 Rule = Callable[[Layer, list[Shape]], tuple[list[Shape], list[Shape]]]
@@ -32,7 +32,7 @@ def rule(*types: str, replace: bool = False) -> Callable[[Rule], Rule]:
     """Register a shape rule for layer types: fn(layer, bottom_shapes) returns (top_shapes,
     weight_blob_shapes). Users register rules for their own (fork) layer types the same way:
 
-        @prototxt_gen.shapes.rule("MyLayer")
+        @prototxt_gen.graph.shapes.rule("MyLayer")
         def my_layer(layer, bottoms):
             return [bottoms[0]], []
 
@@ -72,7 +72,7 @@ def infer(net: Net, partial: bool = False) -> list[LayerShapes]:
             fn = RULES.get(layer.type)
             if fn is None:
                 raise NetError(f"{where}: no shape rule for layer type '{layer.type}' (a "
-                               "fork's layer? register one with prototxt_gen.shapes.rule)")
+                               "fork's layer? register one with prototxt_gen.graph.shapes.rule)")
             given = [net.top_shapes.get(t) for t in layer.top] if net.top_shapes else []
             try:
                 if any(g is not None for g in given) and all(g is not None for g in given):

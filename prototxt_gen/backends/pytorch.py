@@ -31,17 +31,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import caffe_pb2, torch_ops
-from .errors import NetError, one_line, shown, untranslatable
-from .registry import put
-from .fuse import (batchnorm_eps, batchnorm_scale_pairs, batchnorm_statistics,
+from ..proto import caffe_pb2
+from . import torch_ops
+from ..errors import NetError, one_line, shown, untranslatable
+from ..registry import put
+from ..graph.fuse import (batchnorm_eps, batchnorm_scale_pairs, batchnorm_statistics,
                    value_readers)
-from .fuse import fuse as fold_affine
-from .inference import for_inference
-from .net import Layer, Net, net_inputs, net_outputs
-from .limits import check_memory
-from .prototxt import format_float32
-from .shapes import (LayerShapes, affine_layout, concat_axis, conv_geometry,
+from ..graph.fuse import fuse as fold_affine
+from ..graph.inference import for_inference
+from ..graph.net import Layer, Net, net_inputs, net_outputs
+from ..limits import check_memory
+from ..proto.prototxt import format_float32
+from ..graph.shapes import (LayerShapes, affine_layout, concat_axis, conv_geometry,
                      crop_offsets, flatten_axes, infer, largest_new_weight, new_weight_bytes,
                      normalize_params, permute_order, reduction_axes, reshape_span,
                      shuffle_group, slice_axis, spatial, tile_repeats)
@@ -92,12 +93,12 @@ CONVERTERS: dict[str, Converter] = {}
 def converter(*types: str, replace: bool = False) -> Callable[[Converter], Converter]:
     """Register how layer types translate, as fn(layer, shapes) -> Lowered. For a fork's layer:
 
-        @prototxt_gen.pytorch.converter("MyLayer")
+        @prototxt_gen.backends.pytorch.converter("MyLayer")
         def my_layer(layer, shapes):
             return Lowered("torch.relu({0}) * 2")
 
     `shapes` has the layer's bottom, top and weight-blob shapes (register a shape rule with
-    prototxt_gen.shapes.rule first); `layer.blobs` its weights; raise Unsupported(reason) for a
+    prototxt_gen.graph.shapes.rule first); `layer.blobs` its weights; raise Unsupported(reason) for a
     configuration the converter cannot handle. A type that has one already needs replace=True."""
     def register(fn: Converter) -> Converter:
         put(CONVERTERS, types, fn, "a PyTorch converter", replace)
@@ -203,7 +204,7 @@ def plan(net: Net, fuse: bool = False) -> Plan:
             problems.append(f"'{s.layer.name}' ({s.layer.type}: {exc})")
             lowered.append(None)
     if missing or problems:
-        raise untranslatable("PyTorch", "prototxt_gen.pytorch.converter", missing, problems)
+        raise untranslatable("PyTorch", "prototxt_gen.backends.pytorch.converter", missing, problems)
 
     attrs = _Names(_MODULE_ATTRS)
     variables = _Names(RESERVED | {"batch_norm_scale"})
@@ -534,7 +535,7 @@ def _global_names(source: str) -> set[str]:
 
 
 def _source(p: Plan, cls_name: str, weights_file: str | None) -> str:
-    from . import __version__
+    from .. import __version__
     helpers = "".join("\n\n" + h + "\n" for h in _copied_sources(p, cls_name))
     init = [f"        self.{st.attr} = {st.lowered.module.source()}"
             for st in p.statements if st.attr]
@@ -575,7 +576,7 @@ def save_python(net: Net, path: str | os.PathLike, *, fuse: bool = False,
                 class_name: str | None = None) -> tuple[str, str]:
     """Write PATH (.py source) and its state_dict beside it (PATH with .pth); returns both
     paths. Both are written to temporary files first and renamed when complete."""
-    from .fileio import atomic_paths
+    from ..fileio import atomic_paths
     path = os.fspath(path)
     stem = path[:-3] if path.endswith(".py") else path
     weights = stem + ".pth"
@@ -595,7 +596,7 @@ def save_exported(net: Net, path: str | os.PathLike, *, fuse: bool = False,
     """Write the module as a torch.export program whose batch (dimension 0 of every input) is
     free: loading it needs torch only (`torch.export.load(path).module()`). Where a layer
     ties the batch, the program is exported for the file's shapes, with a warning saying so."""
-    from .fileio import atomic_open
+    from ..fileio import atomic_open
     cls_name = _class_for(net, class_name)
     p = plan(net, fuse)
     # Export keeps the module's weights, and saving copies a tensor at a time (measured: 3x
@@ -643,7 +644,7 @@ def _export_dynamic(model: nn.Module):
 
 def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """A state_dict file (torch.save), read without running pickled code."""
-    from .fileio import open_input
+    from ..fileio import open_input
     with open_input(path, "state_dict file") as f:
         head = f.read(4)
         f.seek(0)

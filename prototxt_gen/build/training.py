@@ -12,9 +12,9 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 
-from . import caffe_pb2
-from .errors import SpecError
-from .net import Layer, Net, net_outputs
+from ..proto import caffe_pb2
+from ..errors import SpecError
+from ..graph.net import Layer, Net, net_outputs
 from .schema import choice, number, numbers, positive_float, positive_int, shape, string
 
 # A spec's [train] and [solver] tables: every key optional, the command line overrides them.

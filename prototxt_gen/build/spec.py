@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from .kinds import BLOCKS, HEADS, STEMS, Kind
-from .errors import SpecError
+from ..errors import SpecError
 from .naming import FIELDS, SCHEMES, Naming, make_naming
-from .net import INPUT_STYLES
-from .prototxt import LAYOUTS
+from ..graph.net import INPUT_STYLES
+from ..proto.prototxt import LAYOUTS
 from .schema import Key, boolean, check_table, choice, non_negative_int, positive_int, shape, show
 from .schema import string as string_key
 
@@ -73,7 +73,7 @@ class Spec:
 
 def load_spec(path: str | Path) -> Spec:
     """Read and check a spec file."""
-    from .fileio import open_input
+    from ..fileio import open_input
     path = Path(path)
     with open_input(path, "spec file", SpecError, missing="file") as f:
         data = f.read()

@@ -13,8 +13,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .errors import PrototxtGenError, one_line
-from .net import Net, net_inputs
+from ..errors import PrototxtGenError, one_line
+from ..graph.net import Net, net_inputs
 
 
 class VerificationError(PrototxtGenError):
@@ -90,10 +90,10 @@ def verify_onnx(net: Net, model: bytes | str | Callable[[Net], bytes], *, fuse: 
     import onnxruntime as ort
     import torch
 
-    from .inference import for_inference
-    from .limits import check_memory
+    from ..graph.inference import for_inference
+    from ..limits import check_memory
     from .pytorch import to_torch
-    from .shapes import activation_bytes, infer, new_weight_bytes
+    from ..graph.shapes import activation_bytes, infer, new_weight_bytes
     with warnings.catch_warnings():  # said once already, when the model was translated
         warnings.simplefilter("ignore")
         net = for_inference(net)
@@ -164,9 +164,9 @@ def calibrated(net: Net, xs: Sequence[np.ndarray], seed: int = 0) -> Net:
     `xs` -- a calibration pass, so that every BatchNorm output has unit scale."""
     import torch
 
-    from .placeholders import random_blob
+    from ..graph.placeholders import random_blob
     from .pytorch import to_torch
-    from .shapes import infer
+    from ..graph.shapes import infer
     rng = np.random.default_rng(seed)
     out = net.copy()
     fresh = set()
