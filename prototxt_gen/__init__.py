@@ -4,6 +4,7 @@ __version__ = "0.1.0"
 
 from .errors import NetError, PrototxtGenError, SpecError
 from .graph.net import InputBlob, Layer, Net
+from . import layers  # noqa: F401  (declares Caffe's layer types: shapes, lowerings...)
 
 __all__ = ["Net", "Layer", "InputBlob", "PrototxtGenError", "SpecError", "NetError",
            "generate", "load_spec", "read_prototxt", "read_net", "load_weights",

@@ -632,7 +632,7 @@ def cmd_render(argv: Sequence[str]) -> int:
     net = _load_for(args)
     from .errors import NetError
     from .view.drawing import render
-    from .graph.shapes import data_layer_note
+    from .layers.data import data_layer_note
     note = data_layer_note(net)
     if note:
         print(f"{PROG}: note: {note}", file=sys.stderr)

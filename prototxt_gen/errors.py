@@ -78,3 +78,8 @@ def untranslatable(target: str, register: str, missing: list, problems: list[str
     if problems:
         parts.append(f"{len(problems)} layer(s) cannot be translated: " + "; ".join(problems))
     return NetError(f"cannot convert to {target}: " + "; ".join(parts))
+
+
+class Unsupported(Exception):
+    """Raised by a lowering for a layer (or a use of it) a back end cannot translate; the back
+    end reports every such layer in one error."""

@@ -10,7 +10,9 @@ import pytest
 from prototxt_gen import generate
 from prototxt_gen.proto.caffe_pb2 import PoolingParameter
 from prototxt_gen.caffe.reader import read_prototxt
-from prototxt_gen.graph.shapes import conv_geometry, count_params, infer, spatial
+from prototxt_gen.graph.shapes import count_params, infer
+from prototxt_gen.layers.convolution import conv_geometry
+from prototxt_gen.layers.common import spatial
 
 from conftest import ZOO
 from weights import random_weights

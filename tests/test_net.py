@@ -2,7 +2,8 @@
 import pytest
 
 from prototxt_gen import Net, NetError
-from prototxt_gen.graph.shapes import count_params, infer, pooling_output
+from prototxt_gen.graph.shapes import count_params, infer
+from prototxt_gen.layers.pooling import pooling_output
 
 
 def small_net():

@@ -18,7 +18,7 @@ from prototxt_gen.caffe.caffemodel import load_weights, read_caffemodel, write_c
 from prototxt_gen.errors import NetError
 from prototxt_gen.graph.net import Net
 from prototxt_gen.backends.pytorch import (
-    converter, Lowered, sanitize, state_to_blobs, to_source, to_torch)
+    converter, sanitize, state_to_blobs, to_source, to_torch)
 from prototxt_gen.caffe.reader import read_prototxt
 
 from conftest import DATA, ZOO, assert_error, run_cli
@@ -300,8 +300,8 @@ def test_a_registered_converter_translates_a_fork_layer():
         return [bottoms[0]], []
 
     @converter("DoubleIt")
-    def _double(layer, s):
-        return Lowered("2 * {0}")
+    def _double(b):
+        b.emit("2 * {0}")
 
     try:
         net = Net("fork")

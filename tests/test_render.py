@@ -15,7 +15,7 @@ graphviz = pytest.importorskip("graphviz")
 from prototxt_gen import generate
 from prototxt_gen.caffe.reader import read_prototxt
 from prototxt_gen.view.drawing import render
-from prototxt_gen.view.render import FAMILIES, OTHER, block_of, picture, to_dot
+from prototxt_gen.view.render import block_of, family, picture, to_dot
 from prototxt_gen.graph.shapes import infer
 
 from conftest import DATA, ZOO, assert_error, run_cli
@@ -28,7 +28,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 needs_chromium = pytest.mark.skipif(CHROMIUM is None and not os.environ.get("CI"),
                                     reason="Chromium is not installed (apt-get install chromium)")
 ZOO_FILES = sorted(p.name for p in ZOO.glob("*.prototxt"))
-# The fill each zoo layer type must get, written out here rather than read from render.FAMILIES
+# The fill each zoo layer type must get, written out here rather than read from the package
 # (a test that derives its expectation from the table it checks cannot fail): Netscope's
 # palette -- convolutions blue, pooling orange, inner products purple, normalization green,
 # activations red, element-wise and concat yellow, softmax pink.
@@ -93,13 +93,13 @@ def test_zoo_renders_one_node_per_layer_with_shapes_and_colours(tmp_path, name):
         for top, shape in zip(layer.top, shapes[layer.name]):
             assert f"→ {top} {'×'.join(map(str, shape[1:] if len(shape) >= 2 else shape))}" \
                 in tooltip, layer.name
-        fam = next((f for f, (_, types) in FAMILIES.items() if layer.type in types), OTHER[0])
+        fam = family(layer.type)[0]
         assert _fill(g) == legend[fam] == COLOUR[layer.type], layer.name
         assert fam.replace(" / ", "-").replace(" ", "-") in g.get("class")
 
 
 def _families(own, declared):
-    fams = {next((f for f, (_, types) in FAMILIES.items() if layer.type in types), OTHER[0])
+    fams = {family(layer.type)[0]
             for layer in own}
     return fams | ({"data"} if declared else set())
 

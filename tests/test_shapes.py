@@ -90,7 +90,7 @@ def test_data_and_loss_layers():
      'batch_size: 128 crop_size: 227 }', [(128, 3, 227, 227), (128,)], ["3 channels"]),
 ])
 def test_dataset_layers_get_the_shapes_their_parameters_say(layer, expected, assumed):
-    from prototxt_gen.graph.shapes import dataset_shapes
+    from prototxt_gen.layers.data import dataset_shapes
     net = read_prototxt("<t>", text=f'layer {{ name: "d" {layer} }}')
     assert shapes_of(f'layer {{ name: "d" {layer} }}', ())["d"] == expected
     assert dataset_shapes(net.layers[0]) == (expected, assumed)

@@ -20,7 +20,7 @@ from prototxt_gen.caffe.caffemodel import write_caffemodel
 from prototxt_gen.build.catalog import template_names
 from prototxt_gen.cli import main
 from prototxt_gen.backends.onnx import to_onnx
-from prototxt_gen.backends.pytorch import CONVERTERS, Ctor, Lowered, converter, to_torch
+from prototxt_gen.backends.pytorch import CONVERTERS, converter, to_torch
 from prototxt_gen.caffe.reader import read_prototxt
 from prototxt_gen.backends.verify import (VerificationError, calibrated, random_inputs, tolerance,
                                  verify_onnx)
@@ -443,12 +443,12 @@ def fork_layers():
         return [bottoms[0]], []
 
     @converter("HalfShift")
-    def _half(layer, s):
-        return Lowered("{m}({0})", Ctor(HalfShift, (s.bottoms[0][1],)))
+    def _half(b):
+        b.emit("{m}({0})", b.ctor(HalfShift, (b.s.bottoms[0][1],)))
 
     @converter("NumpyShift")
-    def _numpy(layer, s):
-        return Lowered("{m}({0})", Ctor(NumpyShift))
+    def _numpy(b):
+        b.emit("{m}({0})", b.ctor(NumpyShift))
 
     yield
     for t in ("HalfShift", "NumpyShift"):

@@ -90,7 +90,7 @@ def verify_onnx(net: Net, model: bytes | str | Callable[[Net], bytes], *, fuse: 
     import onnxruntime as ort
     import torch
 
-    from ..graph.inference import for_inference
+    from .inference import for_inference
     from ..limits import check_memory
     from .pytorch import to_torch
     from ..graph.shapes import activation_bytes, infer, new_weight_bytes

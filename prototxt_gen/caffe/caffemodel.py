@@ -346,7 +346,7 @@ def _embedded_net(model: CaffeModel, phase: str | None, prepare=None) -> Net:
     """The embedded net in `phase`; by default in the phase Caffe stamped on its layers when
     it saved them (a snapshot taken in training is the TRAIN net, with its data layers), else
     in the file's state or TEST -- and if that net is incomplete, TRAIN."""
-    from ..graph.inference import DATA_SOURCES
+    from ..graph.shapes import DATA_SOURCES
     from ..graph.shapes import infer
     proto = model.proto
     if phase is None and not proto.HasField("state"):

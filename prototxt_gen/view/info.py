@@ -10,7 +10,8 @@ from dataclasses import asdict, dataclass, field
 from ..errors import one_line
 from ..limits import format_bytes
 from ..graph.net import Net
-from ..graph.shapes import DATA_READERS, data_layer_note, infer, macs
+from ..graph.shapes import DATA_READERS, infer, macs
+from ..layers.data import data_layer_note
 
 BYTES_PER_VALUE = 4  # Caffe's float blobs
 

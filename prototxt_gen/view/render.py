@@ -14,36 +14,25 @@ from dataclasses import dataclass, field
 
 from ..errors import OutputError, escape_controls
 from ..graph.net import Layer, Net, net_inputs
-from ..graph.shapes import LayerShapes, infer, spatial
+from ..graph.shapes import LayerShapes, infer
+from ..layers.common import spatial
+from ..registry import FAMILIES
 
-# family: (fill colour, layer types). Netscope's palette, extended to every type we know.
-FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
-    "convolution": ("#8ec7ee", ("Convolution", "Deconvolution")),
-    "pooling": ("#f6b26b", ("Pooling", "SPP")),
-    "inner product": ("#b4a7d6", ("InnerProduct", "Embed")),
-    "normalization": ("#b6d7a8", ("BatchNorm", "Scale", "Bias", "LRN", "MVN", "Normalize")),
-    "activation": ("#ea9999", ("ReLU", "PReLU", "ReLU6", "Sigmoid", "TanH", "ELU", "AbsVal",
-                               "BNLL", "Power", "Exp", "Log", "Threshold", "Clip", "Swish",
-                               "HardSwish", "Mish", "Dropout")),
-    "elementwise / concat": ("#ffe599", ("Eltwise", "Concat", "Slice", "Split", "Axpy",
-                                         "Flatten", "Reshape", "Crop", "Permute", "Tile",
-                                         "ShuffleChannel", "Reduction", "Silence")),
-    "data": ("#cccccc", ("Input", "Data", "ImageData", "WindowData", "HDF5Data", "MemoryData",
-                         "DummyData", "AnnotatedData", "Python", "Parameter")),
-    "loss / output": ("#d5a6bd", ("Softmax", "SoftmaxWithLoss", "EuclideanLoss",
-                                  "SigmoidCrossEntropyLoss", "HingeLoss", "InfogainLoss",
-                                  "MultinomialLogisticLoss", "ContrastiveLoss", "Accuracy",
-                                  "ArgMax")),
+# family -> fill colour, in legend order: Netscope's palette, extended. Each layer type names its
+# family where it is declared (prototxt_gen/layers, registry.draw).
+PALETTE: dict[str, str] = {
+    "convolution": "#8ec7ee", "pooling": "#f6b26b", "inner product": "#b4a7d6",
+    "normalization": "#b6d7a8", "activation": "#ea9999", "elementwise / concat": "#ffe599",
+    "data": "#cccccc", "loss / output": "#d5a6bd",
 }
 OTHER = ("other", "#ffffff")
-_FAMILY_OF = {t: name for name, (_, types) in FAMILIES.items() for t in types}
 FORMATS = ("svg", "png", "pdf", "dot", "html")
 
 
 def family(layer_type: str) -> tuple[str, str]:
     """(family name, colour) of a layer type."""
-    name = _FAMILY_OF.get(layer_type)
-    return (name, FAMILIES[name][0]) if name else OTHER
+    name = FAMILIES.get(layer_type)
+    return (name, PALETTE[name]) if name in PALETTE else OTHER
 
 
 @dataclass
@@ -273,7 +262,7 @@ def to_dot(net: Net, *, rankdir: str = "TB", collapse: bool | str = False) -> st
     out.append("\tsubgraph cluster_legend {")
     stmt("graph", {"color": "#999999", "fontsize": "10", "label": "legend", "style": "rounded"},
          "\t\t")
-    order = [f for f in list(FAMILIES) + [OTHER[0]] if f in used]
+    order = [f for f in list(PALETTE) + [OTHER[0]] if f in used]
     for k, fam in enumerate(order):
         stmt(f"legend{k}", {"label": fam, "class": "legend", "fillcolor": used[fam],
                             "fontsize": "9", "id": f"legend:{fam}"}, "\t\t")

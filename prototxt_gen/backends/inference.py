@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import warnings
 
-from .net import Net
-from .shapes import DATA_READERS, DATASET_LAYERS, LOSS_LAYERS, dataset_shapes, format_shape, infer
+from ..graph.net import Net
+from ..graph.shapes import DATA_SOURCES, DATASET_LAYERS, LOSS_LAYERS, format_shape, infer
+from ..layers.data import dataset_shapes
 
 TRAINING_ONLY = LOSS_LAYERS + ("Accuracy",)
-# Layers that hand the net its data (fed by the user's arrays for MemoryData, fillers for
-# DummyData): at inference, inputs.
-DATA_SOURCES = DATA_READERS + ("MemoryData", "DummyData")
 
 
 def for_inference(net: Net) -> Net:

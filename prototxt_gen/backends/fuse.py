@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..graph.net import Layer, Net
+from ..graph.shapes import infer
+from ..layers.normalization import batchnorm_statistics
 from ..proto import caffe_pb2
-from .net import Layer, Net
-from .shapes import infer
 
 FOLD_INTO = ("Convolution", "Deconvolution", "InnerProduct")
 
@@ -62,24 +63,6 @@ def value_readers(net: Net) -> tuple[dict[Value, list[int]], list[list[Value]]]:
         for k, name in enumerate(layer.top):
             current[name] = (i, k)
     return readers, reads
-
-
-def batchnorm_statistics(layer: Layer) -> tuple[np.ndarray, np.ndarray] | None:
-    """BatchNorm's mean and variance in float64: the stored sums divided by the scale-factor
-    blob (a factor of 0 means no statistics yet: zeros, as Caffe does); None without blobs."""
-    if len(layer.blobs) < 2:
-        return None
-    blobs = [np.asarray(b, np.float64).reshape(-1) for b in layer.blobs]
-    s = blobs[2][0] if len(blobs) > 2 else 1.0
-    f = 0.0 if s == 0 else 1.0 / s
-    return blobs[0] * f, blobs[1] * f
-
-
-def batchnorm_eps(layer: Layer) -> float:
-    """BatchNorm's eps as the prototxt wrote it (1e-5, not float32's 9.99999974e-06): the
-    value a back end should pass on."""
-    from ..proto.prototxt import format_float32
-    return float(format_float32(layer.param.batch_norm_param.eps))
 
 
 def affine_ok(layer: Layer, bottom: tuple[int, ...], need_blobs: bool = True) -> bool:
