@@ -31,7 +31,7 @@ TARGET_RSS = 1.5
 
 def make_resnet152(path):
     from prototxt_gen import generate
-    from prototxt_gen.caffe.caffemodel import write_caffemodel
+    from prototxt_gen.caffe.weights import write_caffemodel
     from prototxt_gen.graph.shapes import infer
     net = generate("resnet152")
     rng = np.random.default_rng(0)
@@ -43,7 +43,7 @@ def make_resnet152(path):
 def make_big(path, rows=550_000, cols=1_000):
     """One 550,000 x 1,000 InnerProduct (2.2 GB), written for real (not sparse)."""
     from prototxt_gen import Net
-    from prototxt_gen.caffe.caffemodel import write_caffemodel
+    from prototxt_gen.caffe.weights import write_caffemodel
     net = Net("big")
     net.add_input("data", (1, cols))
     layer = net.add_layer("InnerProduct", "fc", "data",
@@ -73,7 +73,7 @@ def raw_read_bytes(path):
 
 def load(path, model):
     from prototxt_gen import generate
-    from prototxt_gen.caffe.caffemodel import load_weights
+    from prototxt_gen.caffe.weights import load_weights
     net = generate(model) if model else None
     start = time.perf_counter()
     if net is None:  # the synthetic model: one InnerProduct

@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from prototxt_gen import generate
-from prototxt_gen.caffe.caffemodel import write_caffemodel
+from prototxt_gen.caffe.weights import write_caffemodel
 from prototxt_gen.graph.net import Net
 from prototxt_gen.backends.onnx import save_onnx, to_onnx
 from prototxt_gen.backends.pytorch import to_torch

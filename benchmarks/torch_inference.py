@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from prototxt_gen import generate
-from prototxt_gen.caffe.caffemodel import write_caffemodel
+from prototxt_gen.caffe.weights import write_caffemodel
 from prototxt_gen.backends.pytorch import to_torch
 from weights import random_weights
 
@@ -145,7 +145,7 @@ IMPORT_CODE = """
 import json, sys, time
 import torch
 from prototxt_gen.caffe.reader import read_prototxt
-from prototxt_gen.caffe.caffemodel import load_weights
+from prototxt_gen.caffe.weights import load_weights
 from prototxt_gen.backends.pytorch import to_torch
 def hwm():
     for line in open("/proc/self/status"):

@@ -26,7 +26,7 @@ REFERENCE = Path(os.environ.get("PROTOTXT_GEN_REFERENCE", ROOT.parent / "shared"
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from prototxt_gen.caffe.caffemodel import write_caffemodel
+from prototxt_gen.caffe.weights import write_caffemodel
 from prototxt_gen.backends.pytorch import _export_dynamic, to_torch
 from prototxt_gen.caffe.reader import read_prototxt
 from weights import random_weights

@@ -13,7 +13,7 @@ __all__ = ["Net", "Layer", "InputBlob", "PrototxtGenError", "SpecError", "NetErr
 # Loaded on first use, so that `import prototxt_gen` stays light (no numpy, no builders).
 _LAZY = {"generate": "build.generator", "load_spec": "build.spec",
          "read_prototxt": "caffe.reader", "read_net": "caffe.reader",
-         "load_weights": "caffe.caffemodel", "write_caffemodel": "caffe.caffemodel"}
+         "load_weights": "caffe.weights", "write_caffemodel": "caffe.weights"}
 
 
 def __getattr__(name):

@@ -19,8 +19,9 @@ TORCH: dict[str, Callable] = {}
 ONNX: dict[str, Callable] = {}
 # layer type -> drawing family (a key of view.render.PALETTE)
 FAMILIES: dict[str, str] = {}
-# layer type -> fn(k, shape) -> weight blob k for a layer without weights, harmless
-PLACEHOLDERS: dict[str, Callable] = {}
+# layer type -> fn(k) -> the value that fills weight blob k of a layer without weights so that
+# the layer is harmless (graph/placeholders.py); a type without one gets zeros
+PLACEHOLDERS: dict[str, Callable[[int], float]] = {}
 
 
 def put(table: dict[str, Any], names: Iterable[str], value: Any, what: str,

@@ -119,7 +119,7 @@ class Sources:
         import io
 
         import torch
-        from prototxt_gen.caffe.caffemodel import load_weights
+        from prototxt_gen.caffe.weights import load_weights
         from prototxt_gen.backends.pytorch import to_torch
         from prototxt_gen.caffe.reader import read_prototxt
         net = read_prototxt(REFERENCE / "zoo" / "lenet.prototxt")
@@ -134,7 +134,7 @@ class Sources:
     def _caffemodels() -> dict[str, tuple[bytes, bytes]]:
         """(prototxt, caffemodel) pairs with random weights written by our writer."""
         import numpy as np
-        from prototxt_gen.caffe.caffemodel import write_caffemodel
+        from prototxt_gen.caffe.weights import write_caffemodel
         from prototxt_gen.caffe.reader import read_prototxt
         from prototxt_gen.graph.shapes import infer
         out = {}

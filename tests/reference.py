@@ -5,7 +5,7 @@ caffemodel."""
 import cv2
 import numpy as np
 
-from prototxt_gen.caffe.caffemodel import load_weights, write_caffemodel
+from prototxt_gen.caffe.weights import load_weights, write_caffemodel
 from prototxt_gen.graph.net import Net
 from prototxt_gen.caffe.reader import read_prototxt
 from prototxt_gen.build.spec import parse_spec

@@ -7,7 +7,8 @@ import pytest
 
 from prototxt_gen import generate
 from prototxt_gen.proto import caffe_pb2
-from prototxt_gen.caffe.caffemodel import load_weights, read_caffemodel, write_caffemodel
+from prototxt_gen.caffe.caffemodel import read_caffemodel
+from prototxt_gen.caffe.weights import load_weights, write_caffemodel
 from prototxt_gen.errors import NetError
 from prototxt_gen.caffe.reader import read_prototxt
 
@@ -296,7 +297,7 @@ def test_a_caffemodel_alone_gives_the_net(tmp_path):
     """Caffe embeds every layer's definition in the .caffemodel: without the prototxt we still
     get the same network (inputs, layers, shapes) and its weights."""
     import json
-    from prototxt_gen.caffe.caffemodel import read_caffemodel_net
+    from prototxt_gen.caffe.weights import read_caffemodel_net
     net = random_weights(read_prototxt(ZOO / "SE-ResNet-50.prototxt"))
     path = tmp_path / "se.caffemodel"
     write_caffemodel(net, path)

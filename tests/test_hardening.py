@@ -119,7 +119,7 @@ def test_hostile_names_survive_info_json_and_caffemodel(tmp_path):
     assert [row["name"] for row in json.loads(r.stdout)["layers"]][1:] == HOSTILE[2:]
     r = run_cli("info", path)
     assert r.returncode == 0 and "\u2028" not in r.stdout  # the table shows it escaped
-    from prototxt_gen.caffe.caffemodel import read_caffemodel_net, write_caffemodel
+    from prototxt_gen.caffe.weights import read_caffemodel_net, write_caffemodel
     net = read_prototxt(path)
     net.layers[0].blobs = [np.ones((3, 2, 3, 3), np.float32), np.zeros(3, np.float32)]
     write_caffemodel(net, tmp_path / "w.caffemodel")

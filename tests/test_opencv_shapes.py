@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from prototxt_gen import generate
-from prototxt_gen.caffe.caffemodel import write_caffemodel
+from prototxt_gen.caffe.weights import write_caffemodel
 from prototxt_gen.caffe.reader import read_prototxt
 from prototxt_gen.graph.shapes import infer
 from prototxt_gen.build.spec import parse_spec

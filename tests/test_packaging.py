@@ -19,6 +19,10 @@ def test_installed_wheel_generates_resnet50(tmp_path):
     shipped = sorted(p.name for p in (target / "prototxt_gen" / "templates").glob("*.toml"))
     assert shipped == sorted(p.name for p in (ROOT / "templates").glob("*.toml"))
     assert {"resnet50.toml", "resnext50_32x4d.toml", "wide_resnet101_2.toml"} <= set(shipped)
+    # every module of every subpackage (setup.cfg lists the packages one by one)
+    modules = {p.relative_to(ROOT).as_posix() for p in (ROOT / "prototxt_gen").rglob("*.py")}
+    installed = {p.relative_to(target).as_posix() for p in (target / "prototxt_gen").rglob("*.py")}
+    assert modules - installed == set()
 
     env = {**os.environ, "PYTHONPATH": str(target)}
     where = subprocess.run(

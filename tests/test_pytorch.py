@@ -14,7 +14,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from prototxt_gen import generate
-from prototxt_gen.caffe.caffemodel import load_weights, read_caffemodel, write_caffemodel
+from prototxt_gen.caffe.caffemodel import read_caffemodel
+from prototxt_gen.caffe.weights import load_weights, write_caffemodel
 from prototxt_gen.errors import NetError
 from prototxt_gen.graph.net import Net
 from prototxt_gen.backends.pytorch import (

@@ -16,7 +16,7 @@ torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
 
 from prototxt_gen.graph import shapes
-from prototxt_gen.caffe.caffemodel import write_caffemodel
+from prototxt_gen.caffe.weights import write_caffemodel
 from prototxt_gen.build.catalog import template_names
 from prototxt_gen.cli import main
 from prototxt_gen.backends.onnx import to_onnx

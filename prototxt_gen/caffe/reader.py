@@ -47,7 +47,7 @@ def read_net(prototxt: str | os.PathLike, weights: str | os.PathLike | None = No
     """A network and, if given, its trained weights (see caffemodel.load_weights)."""
     net = read_prototxt(prototxt, phase)
     if weights is not None:
-        from .caffemodel import load_weights
+        from .weights import load_weights
         load_weights(net, weights)
     return net
 

@@ -8,18 +8,17 @@ from typing import Sequence
 
 import numpy as np
 
+from ..registry import PLACEHOLDERS
 from .net import Net
 
 
 def placeholder(layer, k: int, shape: Sequence[int]) -> np.ndarray:
     """A value for weight blob k of a layer that has no weights (a prototxt without its
-    caffemodel) that makes the layer harmless: zeros, except factors and variances, which are
-    1 (BatchNorm and Scale are then the identity), and PReLU's slope, Caffe's default 0.25."""
-    if layer.type == "PReLU":
-        return np.full(shape, 0.25, np.float32)
-    ones = (layer.type == "BatchNorm" and k >= 1) or (layer.type == "Scale" and k == 0) or \
-        layer.type == "Normalize"
-    return (np.ones if ones else np.zeros)(shape, np.float32)
+    caffemodel) that makes the layer harmless: zeros, except where the layer's type declares
+    otherwise (registry.placeholder: factors and variances 1, so that BatchNorm and Scale are
+    the identity; PReLU's slope Caffe's default 0.25)."""
+    fill = PLACEHOLDERS.get(layer.type)
+    return np.full(shape, fill(k) if fill else 0.0, np.float32)
 
 
 def fill_placeholders(net: Net) -> list[str]:

@@ -8,11 +8,12 @@ from typing import Callable
 
 from ..graph.net import Layer
 from ..graph.shapes import ShapeMismatch
-from ..registry import draw, onnx_lowering, rule, torch_lowering
+from ..registry import draw, placeholder, onnx_lowering, rule, torch_lowering
 from .common import lit, linear_onnx, one_bottom, single
 
 draw("activation", "ReLU", "PReLU", "ReLU6", "Sigmoid", "TanH", "ELU", "AbsVal", "BNLL",
      "Power", "Exp", "Log", "Threshold", "Clip", "Swish", "HardSwish", "Mish", "Dropout")
+placeholder("PReLU")(lambda k: 0.25)  # Caffe's default slope
 
 
 # -- shapes -----------------------------------------------------------------------------

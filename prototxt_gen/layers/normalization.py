@@ -9,10 +9,13 @@ from ..graph.net import Layer
 from ..graph.shapes import Shape, ShapeMismatch, format_shape
 from ..proto import caffe_pb2
 from ..proto.prototxt import format_float32
-from ..registry import draw, onnx_lowering, rule, torch_lowering
+from ..registry import draw, placeholder, onnx_lowering, rule, torch_lowering
 from .common import axis_index, fork_value, lit, linear_onnx, one_bottom, single
 
 draw("normalization", "BatchNorm", "Scale", "Bias", "LRN", "MVN", "Normalize")
+placeholder("BatchNorm")(lambda k: float(k >= 1))  # mean 0, variance and factor 1
+placeholder("Scale")(lambda k: float(k == 0))      # factor 1, bias 0
+placeholder("Normalize")(lambda k: 1.0)
 
 
 # -- shapes -----------------------------------------------------------------------------
