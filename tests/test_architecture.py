@@ -1,5 +1,6 @@
 """The package's shape: registries refuse a second registration unless it asks to replace,
-and no module imports one that imports it back (tools/architecture.py measures)."""
+no module imports one that imports it back or one of a layer above (tools/architecture.py
+measures), and each Caffe layer type is declared whole in one module of prototxt_gen.layers."""
 import subprocess
 import sys
 
@@ -12,11 +13,25 @@ from prototxt_gen.build.blocks import register
 from conftest import ROOT
 
 
-def test_no_import_cycles():
+def test_no_import_cycles_and_none_up_the_layers():
     r = subprocess.run([sys.executable, str(ROOT / "tools" / "architecture.py")],
                        capture_output=True, text=True)
-    assert ", 0 import cycle(s)" in r.stdout.splitlines()[0], r.stdout
+    assert ", 0 import cycle(s), 0 import(s) up the layers" in r.stdout.splitlines()[0], r.stdout
     assert "cycle:" not in r.stdout
+
+
+def test_the_layer_check_finds_an_upward_import():
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import architecture
+    finally:
+        sys.path.pop(0)
+    graph = {"prototxt_gen.graph.net": {"prototxt_gen.layers.pooling", "prototxt_gen.errors"},
+             "prototxt_gen.view.render": {"prototxt_gen.caffe.reader", "prototxt_gen.graph.net"},
+             "prototxt_gen.backends.verify": {"prototxt_gen.view.render", "prototxt_gen"}}
+    assert architecture.upward(graph) == [
+        ("prototxt_gen.graph.net", "prototxt_gen.layers.pooling"),
+        ("prototxt_gen.view.render", "prototxt_gen.caffe.reader")]
 
 
 def _registries():
@@ -86,3 +101,25 @@ def test_every_translatable_layer_type_has_every_piece():
         if lacks:
             missing[t] = lacks
     assert not missing, missing
+
+
+def test_each_layer_type_is_declared_in_one_module():
+    """Every piece a built-in layer type has -- shape rule, lowerings, drawing family,
+    placeholder -- is declared in the same module of prototxt_gen.layers, so that adding or
+    changing a type touches one file of the package (HardSwish and Mish: layers/activation.py)."""
+    pytest.importorskip("prototxt_gen.backends.pytorch")
+    from prototxt_gen import registry
+    import prototxt_gen.layers as layers
+    where: dict[str, set[str]] = {}
+    for table in (registry.RULES, registry.TORCH, registry.ONNX, registry.PLACEHOLDERS):
+        for t, fn in table.items():
+            module = getattr(fn, "__module__", "")
+            if module.startswith(layers.__name__):
+                where.setdefault(t, set()).add(module)
+    spread = {t: sorted(m) for t, m in where.items() if len(m) > 1}
+    assert not spread, spread
+    assert where["HardSwish"] == where["Mish"] == {"prototxt_gen.layers.activation"}
+    # the drawing family is declared beside the rule: no table elsewhere lists types
+    import prototxt_gen.view.render as render
+    assert not any(isinstance(v, (tuple, list, set)) and "Convolution" in v
+                   for v in vars(render).values())

@@ -1,5 +1,14 @@
-"""The package's shape, measured: files over 500 lines, functions over 60 lines, and import
-cycles among its modules (module-level and function-level imports alike).
+"""The package's shape, measured: files over 500 lines, functions over 60 lines, import cycles
+among its modules (module-level and function-level imports alike), and imports that go up the
+layers (a module may import its own layer's and lower layers' modules only):
+
+    0  errors, limits, registry, fileio   what every layer uses
+    1  proto/      Caffe's schema and its wire and text formats
+    2  graph/      the graph in the middle: Net, shapes, placeholders
+    3  layers/     Caffe's layer types, one module per family
+    4  caffe/, build/, view/   front ends (Caffe files, specs) and pictures; not each other
+    5  backends/   PyTorch, ONNX, the passes they run, verification
+    6  cli/        the command line
 
     python tools/architecture.py [--max-file 500] [--max-function 60]
 
@@ -49,6 +58,31 @@ def imports(name: str, path: Path, known: set[str]) -> set[str]:
             continue
         found.update(t for t in targets if t in known and t != name)
     return found
+
+
+LAYERS = {"errors": 0, "limits": 0, "registry": 0, "fileio": 0, "proto": 1, "graph": 2,
+          "layers": 3, "caffe": 4, "build": 4, "view": 4, "backends": 5, "cli": 6}
+
+
+def layer_of(name: str) -> tuple[str, int] | None:
+    """(part, rank) of a module; None for the package itself (and __main__), which sits on top."""
+    part = name.split(".")[1] if "." in name else None
+    return (part, LAYERS[part]) if part in LAYERS else None
+
+
+def upward(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
+    """Imports of a higher layer, or of a peer part of the same rank (caffe/ and view/...)."""
+    bad = []
+    for name, targets in graph.items():
+        here = layer_of(name)
+        if here is None:
+            continue
+        for t in sorted(targets - {PACKAGE.name}):  # the package itself: its __version__
+            there = layer_of(t)
+            if there is None or there[1] > here[1] or (
+                    there[1] == here[1] and there[0] != here[0] and here[1] > 0):
+                bad.append((name, t))
+    return bad
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -115,15 +149,19 @@ def main(argv=None) -> int:
     known = set(mods) | {f"{PACKAGE.name}.{g[:-3]}" for g in GENERATED}
     graph = {name: imports(name, path, known) & set(mods) for name, path in mods.items()}
     loops = cycles(graph)
+    up = upward(graph)
     print(f"{len(mods)} modules; {len(big)} over {args.max_file} lines, {len(longs)} functions "
-          f"over {args.max_function} lines, {len(loops)} import cycle(s)")
+          f"over {args.max_function} lines, {len(loops)} import cycle(s), {len(up)} import(s) "
+          "up the layers")
     for f, n in sorted(big, key=lambda x: -x[1]):
         print(f"  file {f}: {n} lines")
     for f, name, line, n in sorted(longs, key=lambda x: -x[3]):
         print(f"  function {f}:{line} {name}: {n} lines")
     for loop in loops:
         print(f"  cycle: {' <-> '.join(loop)}")
-    return 1 if big or longs or loops else 0
+    for a, b in up:
+        print(f"  upward: {a} imports {b}")
+    return 1 if big or longs or loops or up else 0
 
 
 if __name__ == "__main__":

@@ -4,10 +4,10 @@ A chain of per-channel affine layers (BatchNorm with its scale-factor blob, Scal
 reads a Convolution's, Deconvolution's or InnerProduct's output -- and nothing else reads the
 values in between -- becomes part of that layer's weights and bias. A chain with no such layer
 before it (a pre-activation BatchNorm + Scale) becomes one Scale layer with bias, whose
-`fused_from` names the layers it replaces. Works on weights in numpy (float64 arithmetic), independent of any back end.
+`fused_from` names the layers it replaces. Works on weights in numpy (float64 arithmetic),
+independent of any back end.
 """
 from __future__ import annotations
-
 
 import numpy as np
 

@@ -1,7 +1,8 @@
-"""The inference view of a training net, which is what the translators run: each layer that
-hands the net data (Data, ImageData, HDF5Data, MemoryData, DummyData, Python...) becomes net inputs of the shapes its
-parameters or --input-shape give, and the layers that only training uses (losses, Accuracy)
-are left out, with the inputs only they read (the labels)."""
+"""The inference view of a training net, which is what the translators run: each layer that hands
+the net data (Data, ImageData, HDF5Data, MemoryData, DummyData, Python...) becomes net inputs of
+the shapes its parameters or --input-shape give, and the layers that only training uses (losses,
+Accuracy) are left out, with the inputs only they read (the labels).
+"""
 from __future__ import annotations
 
 import warnings

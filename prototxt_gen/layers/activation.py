@@ -1,6 +1,6 @@
 """Activations, one value in, one out: ReLU (leaky), PReLU, Sigmoid, TanH, AbsVal, BNLL, ELU,
-Power, Exp, Log, Threshold, Clip, Swish, and the forks' ReLU6, HardSwish and Mish (docs/caffe.md §8); Dropout (the
-identity at inference)."""
+Power, Exp, Log, Threshold, Clip, Swish, the forks' ReLU6, HardSwish and Mish (docs/caffe.md
+§8), and Dropout (the identity at inference)."""
 from __future__ import annotations
 
 import math
@@ -19,7 +19,7 @@ placeholder("PReLU")(lambda k: 0.25)  # Caffe's default slope
 # -- shapes -----------------------------------------------------------------------------
 
 @rule("ReLU", "Sigmoid", "TanH", "AbsVal", "BNLL", "ELU", "Power", "Exp", "Log",
-      "Threshold", "Clip", "Swish", "MVN", "ReLU6", "HardSwish", "Mish")
+      "Threshold", "Clip", "Swish", "ReLU6", "HardSwish", "Mish")
 def _same_shape_shape(layer, bottoms):
     return [one_bottom(bottoms)], []
 
@@ -199,9 +199,9 @@ def _swish_onnx(b):
     b.out("Mul", [x, b.op("Sigmoid", [arg])])
 
 
-@onnx_lowering("Dropout", "Split")
-def _identity_onnx(b):
-    # Dropout is the identity at inference (Caffe scales while training); Split copies.
+@onnx_lowering("Dropout")
+def _dropout_onnx(b):
+    # the identity at inference (Caffe scales while training)
     for k in range(len(b.layer.top)):
         b.alias(k, b.x[0])
 

@@ -167,6 +167,12 @@ def _silence_torch(b):
 
 # -- ONNX -------------------------------------------------------------------------------
 
+@onnx_lowering("Split")
+def _split_onnx(b):
+    for k in range(len(b.layer.top)):  # every top is the bottom itself
+        b.alias(k, b.x[0])
+
+
 @onnx_lowering("Eltwise")
 def _eltwise_onnx(b):
     ep = b.layer.param.eltwise_param

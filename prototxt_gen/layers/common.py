@@ -17,7 +17,7 @@ from ..proto.wire import is_repeated
 FLT_MAX = 3.4028234663852886e38
 FLT_MIN = 1.1754943508222875e-38
 
-# -- shapes: parameter readers and checks -----------------------------------------------------------------------------
+# -- shapes: parameter readers and checks -------------------------------------------------------
 
 def axis_index(axis: int, ndim: int) -> int:
     if not -ndim <= axis < ndim:

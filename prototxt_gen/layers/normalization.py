@@ -27,8 +27,9 @@ def batchnorm_eps(layer: Layer) -> float:
 
 
 def batchnorm_statistics(layer: Layer):
-    """BatchNorm's mean and variance (numpy arrays) in float64: the stored sums divided by the scale-factor
-    blob (a factor of 0 means no statistics yet: zeros, as Caffe does); None without blobs."""
+    """BatchNorm's mean and variance (numpy arrays) in float64: the stored sums divided by the
+    scale-factor blob (a factor of 0 means no statistics yet: zeros, as Caffe does); None
+    without blobs."""
     if len(layer.blobs) < 2:
         return None
     blobs = [b.reshape(-1).astype("float64") for b in layer.blobs]  # numpy arrays
@@ -96,6 +97,11 @@ def _scale_rule(layer, bottoms):
 def _bias_shape(layer, bottoms):
     bottom, shape, given = _affine(layer.param.bias_param, bottoms, "bias_param")
     return [bottom], [] if given else [shape]
+
+
+@rule("MVN")
+def _mvn_shape(layer, bottoms):
+    return [one_bottom(bottoms)], []
 
 
 @rule("LRN")
@@ -254,7 +260,8 @@ def _batch_norm_onnx(b):
     c = b.s.bottoms[0][1]
     mean, var = _statistics(b)
     b.out("BatchNormalization", [b.x[0], b.const(b.np.ones(c), "scale"),
-                                 b.const(b.np.zeros(c), "bias"), mean, var], epsilon=batchnorm_eps(b.layer))
+                                 b.const(b.np.zeros(c), "bias"), mean, var],
+          epsilon=batchnorm_eps(b.layer))
 
 
 def batch_norm_with_scale(b, scale: Layer, s) -> None:

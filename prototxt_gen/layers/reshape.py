@@ -82,7 +82,8 @@ def _crop_shape(layer, bottoms):
         raise ShapeMismatch(f"Crop needs 2 bottoms (data, reference), got {len(bottoms)}")
     data, ref = bottoms
     if len(data) != len(ref):
-        raise ShapeMismatch(f"the reference {format_shape(ref)} must have as many axes as {format_shape(data)}")
+        raise ShapeMismatch(f"the reference {format_shape(ref)} must have as many axes as "
+                            f"{format_shape(data)}")
     axis, offsets = crop_offsets(cp, len(data))
     n = len(data) - axis
     if len(offsets) != n:

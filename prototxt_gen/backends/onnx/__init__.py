@@ -1,10 +1,11 @@
 """Caffe network → ONNX, built node by node with onnx.helper (no torch involved).
 
 Every layer type has one lowering (in its family's module of prototxt_gen.layers, or a fork's,
-registered with @converter): it gets a `LayerBuilder` (the layer, its inferred shapes, the
-ONNX values its bottoms hold) and adds the nodes that compute the layer's tops. ONNX values are written once, so a blob that in-place layers
-rewrite becomes a new value at each write; its first version keeps the blob's name (the final
-version, for the net's outputs), the others are named `blob@layer`.
+registered with @converter): it gets a `LayerBuilder` (the layer, its inferred shapes, the ONNX
+values its bottoms hold) and adds the nodes that compute the layer's tops. ONNX values are
+written once, so a blob that in-place layers rewrite becomes a new value at each write; its
+first version keeps the blob's name (the final version, for the net's outputs), the others are
+named `blob@layer`.
 
 Caffe's arithmetic is kept exactly and portably: pooling never relies on a runtime's ceil mode
 (Caffe's output size is computed here and reached with explicit, possibly asymmetric, padding in

@@ -139,7 +139,8 @@ def state_to_blobs(net: Net, state: dict[str, torch.Tensor] | nn.Module) -> Net:
             arr = transform(arr) if transform else arr
             want = shapes[st.layer.name][k]
             if arr.size != math.prod(want):
-                raise NetError(f"state_dict entry '{full}' has {arr.size} values, layer '{st.layer.name}' "
+                raise NetError(f"state_dict entry '{full}' has {arr.size} values, layer "
+                               f"'{st.layer.name}' "
                                f"blob {k} needs shape {'×'.join(map(str, want))}")
             blobs.append(arr.reshape(want))
         st.layer.blobs = blobs
