@@ -92,3 +92,24 @@ def test_onnx_example_runs(tmp_path, monkeypatch):
 def test_pictures_it_shows_exist():
     images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", README)
     assert images and all((ROOT / image).is_file() for image in images)
+
+
+def test_fork_layer_example_translates_in_both_back_ends():
+    """The README's fork layer, declared as shown, runs in PyTorch and ONNX (in a child, so
+    that the registration does not outlive the test)."""
+    import subprocess
+    import sys
+    code = python_block('@rule("Twice")') + """
+import numpy as np, onnxruntime as ort, torch
+from prototxt_gen.backends.onnx import to_onnx
+from prototxt_gen.backends.pytorch import to_torch
+from prototxt_gen.view.render import family
+x = np.arange(3, dtype=np.float32).reshape(1, 3)
+print(to_torch(net)(torch.from_numpy(x)).tolist())
+session = ort.InferenceSession(to_onnx(net).SerializeToString())
+print(session.run(None, {"data": x})[0].tolist(), family("Twice")[0])
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                       cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "[[0.0, 2.0, 4.0]]\n[[0.0, 2.0, 4.0]] activation\n"
