@@ -1,8 +1,8 @@
 """What each Caffe layer type declares, and the rule every registry follows.
 
 A layer type is declared in one module of `prototxt_gen.layers` (one per family): its shape
-rule, its drawing family, its placeholder weights and its PyTorch and ONNX lowerings, each
-registered here with a decorator. The graph, the back ends and the pictures read these tables;
+rule, its PyTorch and ONNX lowerings, its drawing family and node label, its MAC count and its
+placeholder weights, each registered here with a decorator. The graph, the back ends and the pictures read these tables;
 `tests/test_architecture.py` checks that every translatable type has every piece.
 
 A second registration for the same name is an error unless it asks to replace the first, so
@@ -19,6 +19,10 @@ TORCH: dict[str, Callable] = {}
 ONNX: dict[str, Callable] = {}
 # layer type -> drawing family (a key of view.render.PALETTE)
 FAMILIES: dict[str, str] = {}
+# layer type -> fn(layer_shapes) -> multiply-accumulates of one forward pass (none: 0)
+MACS: dict[str, Callable] = {}
+# layer type -> fn(layer, layer_shapes) -> the lines a picture shows in its node (none: [])
+LABELS: dict[str, Callable] = {}
 # layer type -> fn(k) -> the value that fills weight blob k of a layer without weights so that
 # the layer is harmless (graph/placeholders.py); a type without one gets zeros
 PLACEHOLDERS: dict[str, Callable[[int], float]] = {}
@@ -49,6 +53,8 @@ rule = _decorator(RULES, "a shape rule")
 torch_lowering = _decorator(TORCH, "a PyTorch converter")
 onnx_lowering = _decorator(ONNX, "an ONNX converter")
 placeholder = _decorator(PLACEHOLDERS, "a placeholder")
+macs = _decorator(MACS, "a MAC count")
+label = _decorator(LABELS, "a node label")
 
 
 def draw(family: str, *types: str, replace: bool = False) -> None:

@@ -104,14 +104,15 @@ def test_every_translatable_layer_type_has_every_piece():
 
 
 def test_each_layer_type_is_declared_in_one_module():
-    """Every piece a built-in layer type has -- shape rule, lowerings, drawing family,
-    placeholder -- is declared in the same module of prototxt_gen.layers, so that adding or
+    """Every piece a built-in layer type has -- shape rule, lowerings, placeholder, MAC count,
+    node label -- is declared in the same module of prototxt_gen.layers, so that adding or
     changing a type touches one file of the package (HardSwish and Mish: layers/activation.py)."""
     pytest.importorskip("prototxt_gen.backends.pytorch")
     from prototxt_gen import registry
     import prototxt_gen.layers as layers
     where: dict[str, set[str]] = {}
-    for table in (registry.RULES, registry.TORCH, registry.ONNX, registry.PLACEHOLDERS):
+    for table in (registry.RULES, registry.TORCH, registry.ONNX, registry.PLACEHOLDERS,
+                  registry.MACS, registry.LABELS):
         for t, fn in table.items():
             module = getattr(fn, "__module__", "")
             if module.startswith(layers.__name__):
@@ -119,7 +120,12 @@ def test_each_layer_type_is_declared_in_one_module():
     spread = {t: sorted(m) for t, m in where.items() if len(m) > 1}
     assert not spread, spread
     assert where["HardSwish"] == where["Mish"] == {"prototxt_gen.layers.activation"}
-    # the drawing family is declared beside the rule: no table elsewhere lists types
+    # drawing families are declared beside the rules: no table elsewhere lists layer types,
+    # and no function elsewhere asks for one by name
+    import inspect
+    import prototxt_gen.graph.shapes as shapes_module
     import prototxt_gen.view.render as render
     assert not any(isinstance(v, (tuple, list, set)) and "Convolution" in v
                    for v in vars(render).values())
+    for module in (render, shapes_module):
+        assert '"Convolution"' not in inspect.getsource(module), module.__name__

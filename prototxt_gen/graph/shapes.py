@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 
 from ..errors import NetError
 from .net import Layer, Net
-from ..registry import RULES, put
+from ..registry import MACS, RULES, put
 
 Shape = tuple[int, ...]
 Rule = Callable[[Layer, list[Shape]], tuple[list[Shape], list[Shape]]]
@@ -305,16 +305,7 @@ DATA_SOURCES = DATA_READERS + ("MemoryData", "DummyData")
 # -- multiply-accumulates -------------------------------------------------------------------------
 
 def macs(s: LayerShapes) -> int:
-    """Multiply-accumulates of one forward pass: convolutions and inner products, the figure
-    papers quote (ResNet-50: 3.86 G). Element-wise layers count 0."""
-    t = s.layer.type
-    if t == "Convolution" and s.blobs:
-        weights = s.blobs[0]  # (num_output, C_in/group, k...)
-        return sum(math.prod(top) for top in s.tops) * math.prod(weights[1:])
-    if t == "Deconvolution" and s.blobs:
-        weights = s.blobs[0]  # (C_in, num_output/group, k...)
-        return sum(math.prod(b) for b in s.bottoms) * math.prod(weights[1:])
-    if t == "InnerProduct" and s.blobs:
-        n = s.layer.param.inner_product_param.num_output
-        return math.prod(s.tops[0]) * (math.prod(s.blobs[0]) // n)
-    return 0
+    """Multiply-accumulates of one forward pass, as the layer type counts them (convolutions
+    and inner products: the figure papers quote, ResNet-50 3.86 G); other layers count 0."""
+    count = MACS.get(s.layer.type)
+    return count(s) if count else 0

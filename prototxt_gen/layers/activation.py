@@ -8,7 +8,7 @@ from typing import Callable
 
 from ..graph.net import Layer
 from ..graph.shapes import ShapeMismatch
-from ..registry import draw, placeholder, onnx_lowering, rule, torch_lowering
+from ..registry import draw, label, onnx_lowering, placeholder, rule, torch_lowering
 from .common import lit, linear_onnx, one_bottom, single
 
 draw("activation", "ReLU", "PReLU", "ReLU6", "Sigmoid", "TanH", "ELU", "AbsVal", "BNLL",
@@ -39,6 +39,14 @@ def _prelu_shape(layer, bottoms):
     if len(bottom) < 2:
         raise ShapeMismatch("PReLU needs an input with a channel axis")
     return [bottom], [(1,) if p.prelu_param.channel_shared else (bottom[1],)]
+
+
+# -- the picture's label -------------------------------------------------------------------
+
+@label("Dropout")
+def _dropout_label(layer, s):
+    return [f"ratio {layer.param.dropout_param.dropout_ratio:g}"]
+
 
 # -- PyTorch ----------------------------------------------------------------------------
 
@@ -118,6 +126,7 @@ def _log_torch(b):
     lp = layer.param.log_param
     expr = f"torch.log({_linear_expr(lp.scale, lp.shift)})"
     return b.emit(expr if lp.base == -1 else f"{expr} / {lit(math.log(lp.base))}")
+
 
 # -- ONNX -------------------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..graph.shapes import ShapeMismatch, format_shape
 from ..proto import caffe_pb2
-from ..registry import draw, onnx_lowering, rule, torch_lowering
+from ..registry import draw, label, onnx_lowering, rule, torch_lowering
 from .common import axis_index, lit, one_bottom
 
 draw("elementwise / concat", "Eltwise", "Concat", "Slice", "Split", "Axpy", "Silence")
@@ -101,6 +101,16 @@ def slice_axis(sp) -> int:
 def _silence_shape(layer, bottoms):
     return [], []
 
+
+# -- the picture's label -------------------------------------------------------------------
+
+@label("Eltwise")
+def _eltwise_label(layer, s):
+    ep = layer.param.eltwise_param
+    op = ep.EltwiseOp.Name(ep.operation)
+    return [op + (f", coeff {', '.join(f'{c:g}' for c in ep.coeff)}" if ep.coeff else "")]
+
+
 # -- PyTorch ----------------------------------------------------------------------------
 
 @torch_lowering("Eltwise")
@@ -164,6 +174,7 @@ def _axpy_torch(b):
 @torch_lowering("Silence")
 def _silence_torch(b):
     return b.emit("None")
+
 
 # -- ONNX -------------------------------------------------------------------------------
 

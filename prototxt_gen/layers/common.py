@@ -17,6 +17,7 @@ from ..proto.wire import is_repeated
 FLT_MAX = 3.4028234663852886e38
 FLT_MIN = 1.1754943508222875e-38
 
+
 # -- shapes: parameter readers and checks -------------------------------------------------------
 
 def axis_index(axis: int, ndim: int) -> int:
@@ -80,6 +81,7 @@ def fork_value(layer: Layer, message: str, field: str, default: Any, kind: type)
         raise ShapeMismatch(f"{message}.{field} must be {_KINDS[kind]}, not {shown(value)}")
     return kind(value)
 
+
 # -- lowerings ----------------------------------------------------------------------------
 
 def lit(v: Any) -> str:
@@ -104,6 +106,21 @@ def each_bottom(expr: str, layer: Layer) -> tuple[str, bool]:
     if len(layer.bottom) == 1:
         return expr % 0, False
     return "(" + ", ".join(expr % k for k in range(len(layer.bottom))) + ")", True
+
+
+def same_text(values) -> str:
+    """Per-axis values for a label: one number when the axes agree (3), else 3×5."""
+    values = list(values)
+    return str(values[0]) if len(set(values)) == 1 else "×".join(map(str, values))
+
+
+def window_text(p, n: int) -> str:
+    """A window's kernel, stride and padding for a label: 3×3, /2, pad 1."""
+    kernel = spatial(p, n, "kernel_size", "kernel_h", "kernel_w", 1)
+    stride = spatial(p, n, "stride", "stride_h", "stride_w", 1)
+    pad = spatial(p, n, "pad", "pad_h", "pad_w", 0)
+    return f"{'×'.join(map(str, kernel))}, /{same_text(stride)}" + (
+        f", pad {same_text(pad)}" if any(pad) else "")
 
 
 def single(b) -> None:

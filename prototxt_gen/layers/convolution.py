@@ -7,8 +7,9 @@ from typing import Any
 
 from ..errors import Unsupported
 from ..graph.shapes import Shape, ShapeMismatch
-from ..registry import draw, onnx_lowering, rule, torch_lowering
-from .common import axis_index, each_bottom, one, one_bottom, same_bottoms, spatial
+from ..registry import draw, label, macs, onnx_lowering, rule, torch_lowering
+from .common import (axis_index, each_bottom, one, one_bottom, same_bottoms, same_text, spatial,
+                     window_text)
 
 draw("convolution", "Convolution", "Deconvolution")
 draw("inner product", "InnerProduct", "Embed")
@@ -99,6 +100,49 @@ def _inner_product_shape(layer, bottoms):
         blobs.append((n,))
     return [bottom[:axis] + (n,)], blobs
 
+
+# -- analysis: MACs and the picture's label ------------------------------------------------
+
+@macs("Convolution")
+def _convolution_macs(s):
+    if not s.blobs:
+        return 0
+    return sum(math.prod(top) for top in s.tops) * math.prod(s.blobs[0][1:])  # (out, C/g, k..)
+
+
+@macs("Deconvolution")
+def _deconvolution_macs(s):
+    if not s.blobs:
+        return 0
+    return sum(math.prod(b) for b in s.bottoms) * math.prod(s.blobs[0][1:])  # (C, out/g, k..)
+
+
+@macs("InnerProduct")
+def _inner_product_macs(s):
+    if not s.blobs:
+        return 0
+    n = s.layer.param.inner_product_param.num_output
+    return math.prod(s.tops[0]) * (math.prod(s.blobs[0]) // n)
+
+
+@label("Convolution", "Deconvolution")
+def _convolution_label(layer, s):
+    cp = layer.param.convolution_param
+    n = len(s.bottoms[0]) - 2 if s.bottoms and s.bottoms[0] else 2
+    out = [window_text(cp, n), f"{cp.num_output} outputs"]
+    if cp.group != 1:
+        out.append(f"group {cp.group}")
+    dilation = list(cp.dilation) or [1]
+    if any(d != 1 for d in dilation):
+        out.append(f"dilation {same_text(dilation)}")
+    return out
+
+
+@label("InnerProduct")
+def _inner_product_label(layer, s):
+    return [f"{layer.param.inner_product_param.num_output} outputs"]
+
+
 # -- PyTorch ----------------------------------------------------------------------------
 
 _CONV = {1: "nn.Conv1d", 2: "nn.Conv2d", 3: "nn.Conv3d"}
@@ -163,6 +207,7 @@ def _inner_product_torch(b):
     expr, many = each_bottom("{m}(" + arg + ")", layer)
     return b.emit(expr, b.ctor("nn.Linear", (k, ip.num_output), kwargs, tensors), keys,
                    tuple_out=many)
+
 
 # -- ONNX -------------------------------------------------------------------------------
 

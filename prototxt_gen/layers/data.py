@@ -144,6 +144,7 @@ def _python_shape(layer, bottoms):
     raise ShapeMismatch("its output shape depends on its Python code; give its tops' shapes "
                         "with --input-shape NAME=N,C,H,W")
 
+
 # -- PyTorch ----------------------------------------------------------------------------
 
 @torch_lowering("Parameter")
@@ -151,6 +152,7 @@ def _parameter_torch(b):
     s = b.s
     return b.emit("{m}.weight", b.ctor("Blob", (tuple(s.blobs[0]),),
                                       tensors={"weight": b.blob(0)}), [("weight", None)])
+
 
 # -- ONNX -------------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from ..graph.net import Layer
 from ..graph.shapes import Shape, ShapeMismatch, format_shape
 from ..proto import caffe_pb2
 from ..proto.prototxt import format_float32
-from ..registry import draw, placeholder, onnx_lowering, rule, torch_lowering
+from ..registry import draw, label, onnx_lowering, placeholder, rule, torch_lowering
 from .common import axis_index, fork_value, lit, linear_onnx, one_bottom, single
 
 draw("normalization", "BatchNorm", "Scale", "Bias", "LRN", "MVN", "Normalize")
@@ -126,6 +126,14 @@ def _normalize_shape(layer, bottoms):
     _, shared, _ = normalize_params(layer)
     return [bottom], [(1,) if shared else (bottom[1],)]
 
+
+# -- the picture's label -------------------------------------------------------------------
+
+@label("LRN")
+def _lrn_label(layer, s):
+    return [f"size {layer.param.lrn_param.local_size}"]
+
+
 # -- PyTorch ----------------------------------------------------------------------------
 
 _BATCHNORM = {2: "nn.BatchNorm1d", 3: "nn.BatchNorm1d", 4: "nn.BatchNorm2d", 5: "nn.BatchNorm3d"}
@@ -228,6 +236,7 @@ def _normalize_torch(b):
     return b.emit("{m}({0})", b.ctor("Normalize", (c,), {
         "across_spatial": across, "channel_shared": shared, "eps": eps},
         {"weight": b.blob(0)}), [("weight", None)])
+
 
 # -- ONNX -------------------------------------------------------------------------------
 

@@ -8,8 +8,8 @@ from typing import Any
 from ..errors import Unsupported
 from ..graph.shapes import ShapeMismatch, format_shape
 from ..proto import caffe_pb2
-from ..registry import draw, onnx_lowering, rule, torch_lowering
-from .common import FLT_MAX, FLT_MIN, one, one_bottom, single, spatial
+from ..registry import draw, label, onnx_lowering, rule, torch_lowering
+from .common import FLT_MAX, FLT_MIN, one, one_bottom, single, spatial, window_text
 
 draw("pooling", "Pooling", "SPP")
 
@@ -58,6 +58,16 @@ def _pooling_shape(layer, bottoms):
     top = (bottom[0], bottom[1], out[0], out[1])
     return [top, top], []  # MAX may expose its argmax mask as a second top
 
+
+# -- the picture's label -------------------------------------------------------------------
+
+@label("Pooling")
+def _pooling_label(layer, s):
+    pp = layer.param.pooling_param
+    kind = pp.PoolMethod.Name(pp.pool)
+    return [f"{kind}, global"] if pp.global_pooling else [f"{kind} {window_text(pp, 2)}"]
+
+
 # -- PyTorch ----------------------------------------------------------------------------
 
 @torch_lowering("Pooling")
@@ -95,6 +105,7 @@ def _pooling_torch(b):
     return b.emit("{m}({0})", b.ctor("CaffePool2d", (mode, tuple(kernel)),
                                     {"stride": tuple(stride), "pad": tuple(pad),
                                      "ceil_mode": ceil}))
+
 
 # -- ONNX -------------------------------------------------------------------------------
 

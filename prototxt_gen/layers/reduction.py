@@ -49,6 +49,7 @@ def _argmax_shape(layer, bottoms):
         shape[1] = 2
     return [tuple(shape)], []
 
+
 # -- PyTorch ----------------------------------------------------------------------------
 
 @torch_lowering("Softmax")
@@ -81,6 +82,7 @@ def _argmax_torch(b):
     axis = ap.axis % len(s.bottoms[0]) if ap.HasField("axis") else None
     return b.emit("{m}({0})", b.ctor("ArgMax", (), {
         "top_k": ap.top_k, "out_max_val": ap.out_max_val, "axis": axis}))
+
 
 # -- ONNX -------------------------------------------------------------------------------
 

@@ -158,6 +158,7 @@ def _shuffle_channel_shape(layer, bottoms):
                             f"{bottom[1] if len(bottom) > 1 else 'missing'} channels")
     return [bottom], []
 
+
 # -- PyTorch ----------------------------------------------------------------------------
 
 @torch_lowering("Flatten")
@@ -215,6 +216,7 @@ def _shuffle_channel_torch(b):
     single(b)
     group = shuffle_group(layer)
     return b.emit(f"F.channel_shuffle({{0}}, {group})")
+
 
 # -- ONNX -------------------------------------------------------------------------------
 

@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 from ..errors import OutputError, escape_controls
 from ..graph.net import Layer, Net, net_inputs
 from ..graph.shapes import LayerShapes, infer
-from ..layers.common import spatial
-from ..registry import FAMILIES
+from ..registry import FAMILIES, LABELS
 
 # family -> fill colour, in legend order: Netscope's palette, extended. Each layer type names its
 # family where it is declared (prototxt_gen/layers, registry.draw).
@@ -172,49 +171,10 @@ def _collapse(pic: Picture, pattern: str | None) -> Picture:
 
 
 def key_params(layer: Layer, s: LayerShapes) -> list[str]:
-    """What Netscope shows inside a node: kernel/stride/pad/group and the output count."""
-    p = layer.param
-    t = layer.type
-    if t in ("Convolution", "Deconvolution"):
-        cp = p.convolution_param
-        n = len(s.bottoms[0]) - 2 if s.bottoms and s.bottoms[0] else 2
-        kernel = spatial(cp, n, "kernel_size", "kernel_h", "kernel_w", 1)
-        stride = spatial(cp, n, "stride", "stride_h", "stride_w", 1)
-        pad = spatial(cp, n, "pad", "pad_h", "pad_w", 0)
-        out = [f"{'×'.join(map(str, kernel))}, /{_same(stride)}"
-               + (f", pad {_same(pad)}" if any(pad) else ""), f"{cp.num_output} outputs"]
-        if cp.group != 1:
-            out.append(f"group {cp.group}")
-        dilation = list(cp.dilation) or [1]
-        if any(d != 1 for d in dilation):
-            out.append(f"dilation {_same(dilation)}")
-        return out
-    if t == "Pooling":
-        pp = p.pooling_param
-        kind = pp.PoolMethod.Name(pp.pool)
-        if pp.global_pooling:
-            return [f"{kind}, global"]
-        kernel = spatial(pp, 2, "kernel_size", "kernel_h", "kernel_w", 1)
-        stride = spatial(pp, 2, "stride", "stride_h", "stride_w", 1)
-        pad = spatial(pp, 2, "pad", "pad_h", "pad_w", 0)
-        return [f"{kind} {'×'.join(map(str, kernel))}, /{_same(stride)}"
-                + (f", pad {_same(pad)}" if any(pad) else "")]
-    if t == "InnerProduct":
-        return [f"{p.inner_product_param.num_output} outputs"]
-    if t == "Eltwise":
-        ep = p.eltwise_param
-        op = ep.EltwiseOp.Name(ep.operation)
-        return [op + (f", coeff {', '.join(f'{c:g}' for c in ep.coeff)}" if ep.coeff else "")]
-    if t == "LRN":
-        return [f"size {p.lrn_param.local_size}"]
-    if t == "Dropout":
-        return [f"ratio {p.dropout_param.dropout_ratio:g}"]
-    return []
-
-
-def _same(values) -> str:
-    values = list(values)
-    return str(values[0]) if len(set(values)) == 1 else "×".join(map(str, values))
+    """What Netscope shows inside a node (kernel/stride/pad/group, the output count...), as
+    the layer type labels itself."""
+    lines = LABELS.get(layer.type)
+    return lines(layer, s) if lines else []
 
 
 def _dims(shape) -> str:
