@@ -4,5 +4,5 @@ rule (Caffe's own arithmetic), the drawing family, placeholder weights where zer
 be harmless, and the PyTorch and ONNX lowerings (written against the back ends' builders, so
 that no module here imports torch or onnx). Adding a layer type touches one of these files.
 """
-from . import (activation, combine, convolution, data, normalization,  # noqa: F401
-               pooling, reduction, reshape)
+from . import (activation, combine, convolution, data, detection,  # noqa: F401
+               normalization, pooling, reduction, reshape)

@@ -109,6 +109,10 @@ class LayerBuilder:
             last.output[0] = self.y[0]
             last.name = self.graph.fresh_node(self.name)
 
+    def data_dependent(self, k: int, axis: int, name: str) -> None:
+        """Top k's size along `axis` depends on the data (detections): declare it symbolic."""
+        self.graph.symbolic.setdefault(self.y[k], {})[axis] = f"{self.name}_{name}"
+
     def for_layer(self, layer: Layer, s: LayerShapes) -> "LayerBuilder":
         """A builder for another layer whose weights this one's nodes use (a BatchNorm
         merged with its Scale); it adds nodes to the same graph."""
@@ -151,6 +155,7 @@ class _Graph:
         self.arrays: dict[str, np.ndarray] = {}
         self.taken = set(taken)
         self.node_names: set[str] = set()
+        self.symbolic: dict[str, dict[int, str]] = {}  # value -> data-dependent axes
 
     def fresh(self, base: str) -> str:
         """A value name not used yet."""

@@ -84,7 +84,8 @@ def translate(net: Net, *, opset: int = DEFAULT_OPSET, fuse: bool = False,
     out_names = _name_outputs(graph, out_values, list(out_values) if every else list(wanted),
                               input_names)
     model = _model(net, graph, inputs, out_names, opset, dynamic_batch)
-    _set_output_shapes(model, net, shapes, out_names, out_values, values, dynamic_batch)
+    _set_output_shapes(model, net, shapes, out_names, out_values, values, dynamic_batch,
+                       graph.symbolic)
     t = Translation(model, [name for name, _ in inputs], list(out_names), values,
                     graph.arrays)
     if with_data:
@@ -190,7 +191,8 @@ def _model(net: Net, graph: "_Graph", inputs, out_names: list[str], opset: int,
     return model
 
 
-_DTYPES = {np.dtype(np.float32): TensorProto.FLOAT, np.dtype(np.int64): TensorProto.INT64}
+_DTYPES = {np.dtype(np.float32): TensorProto.FLOAT, np.dtype(np.int64): TensorProto.INT64,
+           np.dtype(bool): TensorProto.BOOL}
 
 
 def _check_translatable(shapes: list[LayerShapes]) -> None:
@@ -234,9 +236,10 @@ def _value_names(net: Net, outputs: list[str], inputs: set[str]) -> dict[tuple[i
     return names
 
 
-def _set_output_shapes(model, net, shapes, out_names, out_values, values, dynamic) -> None:
+def _set_output_shapes(model, net, shapes, out_names, out_values, values, dynamic,
+                       symbolic) -> None:
     """Declare each output's shape from our shape inference, the batch dimension symbolic
-    where it follows the input's."""
+    where it follows the input's, and the axes a lowering said depend on the data."""
     ours = {}
     for s in shapes:
         for value, shape in zip(values.get(s.layer.name, []), s.tops):
@@ -253,6 +256,8 @@ def _set_output_shapes(model, net, shapes, out_names, out_values, values, dynami
         if dynamic and got is not None and len(got) == len(dims) and dims and \
                 isinstance(got[0], str):
             dims[0] = got[0]
+        for axis, name in symbolic.get(value, {}).items():
+            dims[axis] = name
         out.CopyFrom(helper.make_tensor_value_info(out.name, TensorProto.FLOAT, dims))
 
 

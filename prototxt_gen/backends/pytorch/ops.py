@@ -187,6 +187,114 @@ class ArgMax(nn.Module):
         return out.reshape(out.shape + (1,) * max(0, x.dim() - 3))
 
 
+class Constant(nn.Module):
+    """A top that depends on shapes alone (SSD's PriorBox): computed once, held as a buffer."""
+
+    def __init__(self, shape):
+        super().__init__()
+        self.register_buffer("value", torch.zeros(shape))
+
+
+class DetectionOutput(nn.Module):
+    """SSD's DetectionOutput, as detection_output_layer.cpp and bbox_util.cpp compute it: boxes
+    decoded from the priors, per class the candidates above the confidence threshold (the
+    top_k best, ties in prior order), greedy NMS, then the keep_top_k best of the image. The
+    output is 1x1xNx7 rows [image, label, score, xmin, ymin, xmax, ymax], by image, label, and
+    descending score; an image without detections gives one row [image, -1, ..., -1] when no
+    image has any (as Caffe does)."""
+
+    data_dependent = True  # its output's size: torch.export cannot trace it (files.py)
+
+    def __init__(self, num_classes, share_location=True, background=0, nms_threshold=0.3,
+                 top_k=-1, eta=1.0, keep_top_k=-1, confidence_threshold=-3.4028234663852886e38,
+                 code_type="CORNER", variance_encoded_in_target=False, clip=False):
+        super().__init__()
+        self.num_classes, self.share_location, self.background = num_classes, share_location, \
+            background
+        self.nms_threshold, self.top_k, self.eta = nms_threshold, top_k, eta
+        self.keep_top_k, self.confidence_threshold = keep_top_k, confidence_threshold
+        self.code_type, self.variance_encoded_in_target, self.clip = \
+            code_type, variance_encoded_in_target, clip
+
+    def decode(self, loc, prior):
+        """loc: N x P x L x 4; prior: 1 x 2 x P*4 -> N x P x L x 4 boxes."""
+        boxes, var = prior[0, 0].reshape(-1, 4), prior[0, 1].reshape(-1, 4)
+        if self.variance_encoded_in_target:
+            var = torch.ones_like(var)
+        boxes, var = boxes[None, :, None], var[None, :, None]
+        pw, ph = boxes[..., 2] - boxes[..., 0], boxes[..., 3] - boxes[..., 1]
+        if self.code_type == "CORNER":
+            out = boxes + var * loc
+        elif self.code_type == "CORNER_SIZE":
+            out = boxes + var * loc * torch.stack([pw, ph, pw, ph], -1)
+        else:  # CENTER_SIZE
+            cx = var[..., 0] * loc[..., 0] * pw + (boxes[..., 0] + boxes[..., 2]) / 2
+            cy = var[..., 1] * loc[..., 1] * ph + (boxes[..., 1] + boxes[..., 3]) / 2
+            w = torch.exp(var[..., 2] * loc[..., 2]) * pw
+            h = torch.exp(var[..., 3] * loc[..., 3]) * ph
+            out = torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], -1)
+        return out.clamp(0, 1) if self.clip else out
+
+    @staticmethod
+    def overlaps(a, b):
+        """Jaccard overlap of each box of a with each of b, as bbox_util's JaccardOverlap: 0
+        for boxes apart, else intersection over union -- NaN for two empty boxes that touch,
+        which then suppresses (Caffe's `overlap <= threshold` is false)."""
+        apart = (b[None, :, 0] > a[:, None, 2]) | (b[None, :, 2] < a[:, None, 0]) | \
+            (b[None, :, 1] > a[:, None, 3]) | (b[None, :, 3] < a[:, None, 1])
+        inter = (torch.minimum(a[:, None, 2], b[None, :, 2])
+                 - torch.maximum(a[:, None, 0], b[None, :, 0])) * \
+            (torch.minimum(a[:, None, 3], b[None, :, 3])
+             - torch.maximum(a[:, None, 1], b[None, :, 1]))
+
+        def size(x):
+            w, h = x[:, 2] - x[:, 0], x[:, 3] - x[:, 1]
+            return torch.where((w < 0) | (h < 0), torch.zeros_like(w), w * h)
+        union = size(a)[:, None] + size(b)[None, :] - inter
+        return torch.where(apart, torch.zeros_like(inter), inter / union)
+
+    def nms(self, boxes, scores):
+        """Indices kept by ApplyNMSFast, in the order kept."""
+        candidates = torch.nonzero(scores > self.confidence_threshold).flatten()
+        order = torch.sort(scores[candidates], descending=True, stable=True).indices
+        candidates = candidates[order]
+        if self.top_k > -1:
+            candidates = candidates[:self.top_k]
+        overlap = self.overlaps(boxes[candidates], boxes[candidates])
+        kept: list[int] = []
+        threshold = self.nms_threshold
+        for i in range(len(candidates)):
+            if all(overlap[i, k] <= threshold for k in kept):
+                kept.append(i)
+                if self.eta < 1 and threshold > 0.5:
+                    threshold *= self.eta
+        return candidates[kept]
+
+    def forward(self, loc, conf, prior):
+        n = loc.shape[0]
+        locs = 1 if self.share_location else self.num_classes
+        boxes = self.decode(loc.reshape(n, -1, locs, 4), prior)
+        conf = conf.reshape(n, -1, self.num_classes)
+        rows = []
+        for i in range(n):
+            found = []  # (score, label, prior index, box)
+            for c in range(self.num_classes):
+                if c == self.background:
+                    continue
+                b = boxes[i, :, 0 if self.share_location else c]
+                for j in self.nms(b, conf[i, :, c]).tolist():
+                    found.append((conf[i, j, c], c, b[j]))
+            if self.keep_top_k > -1 and len(found) > self.keep_top_k:
+                ranked = sorted(range(len(found)), key=lambda k: -float(found[k][0]))
+                found = [found[k] for k in sorted(ranked[:self.keep_top_k])]
+            found.sort(key=lambda f: f[1])  # by label; stable: each label's own order stays
+            rows += [torch.cat([loc.new_tensor([i, c]), s.reshape(1), box])
+                     for s, c, box in found]
+        if not rows:
+            rows = [loc.new_tensor([i, -1, -1, -1, -1, -1, -1]) for i in range(n)]
+        return torch.stack(rows)[None, None]
+
+
 class Blob(nn.Module):
     """Caffe's Parameter layer: a learned blob that the layer outputs as it is."""
 
