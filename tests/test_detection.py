@@ -321,3 +321,24 @@ def test_detection_variants_follow_caffes_loop_in_both_back_ends(tmp_path, varia
     assert onnx_got.shape == want.shape and np.abs(onnx_got - want).max() <= 1e-5
     if variant == "none_found":
         assert want.tolist() == [[[[0] + [-1] * 6, [1] + [-1] * 6]]]
+
+
+def test_python_export_runs_the_detections(tmp_path):
+    """--to python copies the DetectionOutput module into the file; it gives the runtime
+    module's detections. --to pytorch says in one line why it cannot."""
+    import importlib.util
+    net, prototxt, weights = with_weights(tmp_path, SSD)
+    r = run_cli("convert", prototxt, "--weights", weights, "--to", "python",
+                "-o", tmp_path / "ssd.py", "--class-name", "Ssd")
+    assert r.returncode == 0, r.stderr
+    spec = importlib.util.spec_from_file_location("ssd_export", tmp_path / "ssd.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    exported = mod.Ssd()
+    exported.load_state_dict(torch.load(tmp_path / "ssd.pth"))
+    x = torch.from_numpy(inputs_for(net)[0])
+    with torch.no_grad():
+        assert torch.equal(exported.eval()(x), to_torch(net)(x))
+    r = run_cli("convert", prototxt, "--to", "pytorch", "-o", tmp_path / "ssd.pt2")
+    assert r.returncode == 2 and not (tmp_path / "ssd.pt2").exists()
+    assert "cannot export a .pt2 program: 'detection_out' (DetectionOutput)" in r.stderr
