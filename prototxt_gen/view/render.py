@@ -22,7 +22,7 @@ from ..registry import FAMILIES, LABELS
 PALETTE: dict[str, str] = {
     "convolution": "#8ec7ee", "pooling": "#f6b26b", "inner product": "#b4a7d6",
     "normalization": "#b6d7a8", "activation": "#ea9999", "elementwise / concat": "#ffe599",
-    "data": "#cccccc", "loss / output": "#d5a6bd", "detection": "#f4cccc",
+    "data": "#cccccc", "loss / output": "#d5a6bd", "detection": "#f4cccc", "resize": "#a2c4c9",
 }
 OTHER = ("other", "#ffffff")
 FORMATS = ("svg", "png", "pdf", "dot", "html")

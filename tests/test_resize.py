@@ -1,0 +1,109 @@
+"""PSPNet's and DeepLab's Interp: shapes, both back ends against a loop reading of Caffe's
+caffe_cpu_interp2 and against OpenCV, ONNX opsets 13-20."""
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+ort = pytest.importorskip("onnxruntime")
+
+from prototxt_gen.backends.onnx import to_onnx, translate
+from prototxt_gen.backends.pytorch import to_torch
+from prototxt_gen.caffe.reader import read_prototxt
+from prototxt_gen.graph.shapes import infer
+from prototxt_gen.layers.resize import interp_geometry
+
+from conftest import DATA, run_cli
+from reference import assert_close_to, inputs_for, opencv_blobs
+
+INTERP = DATA / "interp.prototxt"
+
+
+def caffe_interp(x, layer):
+    """interp_layer.cpp's Forward_cpu: caffe_cpu_interp2 from the cropped region, loop for
+    loop, in float32."""
+    pad_beg, _, h1, w1, h2, w2 = interp_geometry(layer, x.shape)
+    x = x[:, :, -pad_beg:, -pad_beg:]
+    out = np.empty(x.shape[:2] + (h2, w2), np.float32)
+    if (h1, w1) == (h2, w2):
+        return x[:, :, :h1, :w1].copy()
+    rh = np.float32((h1 - 1) / (h2 - 1)) if h2 > 1 else np.float32(0)
+    rw = np.float32((w1 - 1) / (w2 - 1)) if w2 > 1 else np.float32(0)
+    for i in range(h2):
+        hr = np.float32(rh * i)
+        y = int(hr)
+        yp = 1 if y < h1 - 1 else 0
+        ly = np.float32(hr - y)
+        for j in range(w2):
+            wr = np.float32(rw * j)
+            c = int(wr)
+            cp = 1 if c < w1 - 1 else 0
+            lx = np.float32(wr - c)
+            out[:, :, i, j] = (1 - ly) * ((1 - lx) * x[:, :, y, c] + lx * x[:, :, y, c + cp]) \
+                + ly * ((1 - lx) * x[:, :, y + yp, c] + lx * x[:, :, y + yp, c + cp])
+    return out
+
+
+def test_shapes_and_info():
+    shapes = {s.layer.name: s.tops[0] for s in infer(read_prototxt(INTERP))}
+    assert shapes == {"zoom": (1, 3, 25, 31), "shrink": (1, 3, 5, 6),
+                      "size": (1, 3, 17, 6), "both": (1, 3, 17, 21),
+                      "cropped": (1, 3, 11, 15), "same": (1, 3, 9, 11)}
+    r = run_cli("info", INTERP)
+    assert r.returncode == 0 and "Interp" in r.stdout, r.stderr
+
+
+@pytest.mark.parametrize("opset", [13, 17, 18, 20])
+def test_both_back_ends_follow_caffes_loop(opset):
+    net = read_prototxt(INTERP)
+    xs = inputs_for(net)
+    tops = [layer.top[0] for layer in net.layers if layer.type == "Interp"]
+    want = {layer.top[0]: caffe_interp(xs[0], layer) for layer in net.layers
+            if layer.type == "Interp"}
+    with torch.no_grad():
+        ours = {k: v.numpy() for k, v in to_torch(net).blobs(torch.from_numpy(xs[0])).items()}
+    t = translate(net, outputs=tops, opset=opset)
+    session = ort.InferenceSession(t.model.SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    onnx_out = dict(zip(t.outputs, session.run(None, {"data": xs[0]})))
+    for top in tops:
+        assert np.abs(ours[top] - want[top]).max() <= 1e-5, top
+        assert np.abs(onnx_out[top] - want[top]).max() <= 1e-5, top
+    # batch 2: each image as alone
+    x2 = np.concatenate([xs[0], -xs[0]])
+    two = ort.InferenceSession(to_onnx(net, opset=opset).SerializeToString(),
+                               providers=["CPUExecutionProvider"])
+    for got, name in zip(two.run(None, {"data": x2}), [o.name for o in two.get_outputs()]):
+        assert got.shape[0] == 2 and np.abs(got[:1] - want[name]).max() <= 1e-5
+
+
+def test_interp_matches_opencv(tmp_path):
+    """OpenCV 4 reads only zoom_factor and height/width: it refuses shrink_factor alone, and
+    ignores it beside zoom_factor and ignores pad_beg/pad_end (docs/caffe.md §11); those
+    layers are checked against Caffe's loop only (test_both_back_ends_follow_caffes_loop)."""
+    kept = [line for line in INTERP.read_text().splitlines()
+            if not line.startswith("layer") or any(f'"{n}"' in line for n in ("zoom", "size",
+                                                                             "same"))]
+    path = tmp_path / "interp_opencv.prototxt"
+    path.write_text("\n".join(line for line in kept if not line.startswith("  interp_param")))
+    net = read_prototxt(path)
+    xs = inputs_for(net)
+    with torch.no_grad():
+        ours = {k: v.numpy() for k, v in to_torch(net).blobs(torch.from_numpy(xs[0])).items()}
+    refs = opencv_blobs(net, path, "", xs, [b for b in ours if b != "data"])  # no weights
+    assert assert_close_to(refs, ours) == 3
+
+
+@pytest.mark.parametrize("param,error", [
+    ("zoom_factor: 0", "interp_param.zoom_factor must be at least 1"),
+    ("pad_beg: 1 zoom_factor: 2", "interp_param: pad_beg and pad_end crop (they must be <= 0)"),
+    ("height: 4", "interp_param needs zoom_factor, shrink_factor or height and width"),
+])
+def test_bad_interp_parameters(tmp_path, param, error):
+    path = tmp_path / "bad.prototxt"
+    path.write_text('input: "data" input_shape { dim: 1 dim: 3 dim: 8 dim: 8 }\n'
+                    'layer { name: "i" type: "Interp" bottom: "data" top: "i" '
+                    f'interp_param {{ {param} }} }}\n')
+    r = run_cli("info", path)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines()[-1] == \
+        f"prototxt-gen: error: {path}: layer 'i' (Interp): {error} (input 1×3×8×8)"
