@@ -342,3 +342,34 @@ def test_python_export_runs_the_detections(tmp_path):
     r = run_cli("convert", prototxt, "--to", "pytorch", "-o", tmp_path / "ssd.pt2")
     assert r.returncode == 2 and not (tmp_path / "ssd.pt2").exists()
     assert "cannot export a .pt2 program: 'detection_out' (DetectionOutput)" in r.stderr
+
+
+# -- a real SSD: OpenCV's res10 face detector ----------------------------------------------
+
+FACE = DATA / "opencv_face_detector_deploy.prototxt"
+
+
+def test_face_detector_reads_renders_and_converts(tmp_path):
+    for command in (["info", FACE], ["render", FACE, "-o", tmp_path / "face.dot"],
+                    ["convert", FACE, "--to", "onnx", "-o", tmp_path / "face.onnx"],
+                    ["convert", FACE, "--to", "python", "-o", tmp_path / "face.py"]):
+        r = run_cli(*command)
+        assert r.returncode == 0, (command, r.stderr)
+    assert "DetectionOutput  1×1×200×7" in run_cli("info", FACE).stdout
+
+
+def test_face_detector_detections_match_opencv_in_both_back_ends(tmp_path):
+    from prototxt_gen.backends.onnx import to_onnx
+    net, prototxt, weights = with_weights(tmp_path, FACE)
+    x = inputs_for(net)[0]
+    with torch.no_grad():
+        ours = to_torch(net)(torch.from_numpy(x)).numpy()
+    ref = caffe_order(opencv_blobs(net, prototxt, weights, [x], ["detection_out"])
+                      ["detection_out"])
+    assert ours.shape == ref.shape and ref.shape[2] > 10
+    assert np.abs(ours - ref).max() <= 1e-4
+    model = to_onnx(net)  # passes onnx.checker's full check
+    (got,) = onnx_run(model, [x])
+    assert got.shape == ref.shape and np.abs(got - ref).max() <= 1e-4
+    (two,) = onnx_run(model, [np.concatenate([x, x[:, :, ::-1]])])  # batch 2
+    assert np.abs(two[:, :, two[0, 0, :, 0] == 0] - ref).max() <= 1e-4

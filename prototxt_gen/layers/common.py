@@ -70,8 +70,11 @@ _KINDS = {bool: "true or false", int: "an integer", float: "a finite number"}
 
 def fork_value(layer: Layer, message: str, field: str, default: Any, kind: type) -> Any:
     """A fork field's first value (layer.extra: any value may come, since no schema checked
-    it), checked to be of `kind` (bool, int or float)."""
+    it), checked to be of `kind` (bool, int or float). A bool may be written 1 or 0, as
+    protobuf's text format allows (OpenCV's face detector: `clip: 1`)."""
     value = layer.extra_value(message, field, default)
+    if kind is bool and type(value) is int and value in (0, 1):
+        value = bool(value)
     if kind is float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool) \
             and math.isfinite(value)
