@@ -373,3 +373,27 @@ def test_face_detector_detections_match_opencv_in_both_back_ends(tmp_path):
     assert got.shape == ref.shape and np.abs(got - ref).max() <= 1e-4
     (two,) = onnx_run(model, [np.concatenate([x, x[:, :, ::-1]])])  # batch 2
     assert np.abs(two[:, :, two[0, 0, :, 0] == 0] - ref).max() <= 1e-4
+
+
+def test_adaptive_nms_in_pytorch_and_a_clear_refusal_in_onnx(tmp_path):
+    """nms_param.eta < 1 lowers the threshold after each kept box (above 0.5): the module
+    follows Caffe's loop; ONNX's NonMaxSuppression cannot, and the conversion says so."""
+    from prototxt_gen.errors import NetError
+    from prototxt_gen.backends.onnx import to_onnx
+    from prototxt_gen.layers.detection import detection_params
+    text = SSD.read_text().replace("nms_threshold: 0.45 top_k: 100",
+                                   "nms_threshold: 0.7 eta: 0.9 top_k: 100")
+    path = tmp_path / "eta.prototxt"
+    path.write_text(text)
+    net, _, _ = with_weights(tmp_path, path)
+    xs = inputs_for(net)
+    model = to_torch(net)
+    want = caffe_detections(detection_params(net.layer("detection_out")),
+                            *detection_inputs(net, xs, model))
+    with torch.no_grad():
+        got = model(*map(torch.from_numpy, xs)).numpy()
+    assert got.shape == want.shape and np.abs(got - want).max() <= 1e-5
+    with pytest.raises(NetError, match=r"'detection_out' \(DetectionOutput: nms_param.eta 0.9 "
+                                       r"\(ONNX's NonMaxSuppression has no adaptive "
+                                       r"threshold\)\)"):
+        to_onnx(net)

@@ -261,12 +261,19 @@ class DetectionOutput(nn.Module):
         if self.top_k > -1:
             candidates = candidates[:self.top_k]
         overlap = self.overlaps(boxes[candidates], boxes[candidates])
+        if self.eta == 1:  # a fixed threshold: each kept box suppresses the later ones at once
+            suppress = ~(overlap <= self.nms_threshold)  # NaN suppresses, as in Caffe
+            alive = torch.ones(len(candidates), dtype=torch.bool)
+            for i in range(len(candidates)):
+                if alive[i]:
+                    alive[i + 1:] &= ~suppress[i, i + 1:]
+            return candidates[alive]
         kept: list[int] = []
         threshold = self.nms_threshold
         for i in range(len(candidates)):
             if all(overlap[i, k] <= threshold for k in kept):
                 kept.append(i)
-                if self.eta < 1 and threshold > 0.5:
+                if threshold > 0.5:
                     threshold *= self.eta
         return candidates[kept]
 
