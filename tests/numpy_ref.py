@@ -27,6 +27,26 @@ def _spatial(pp, name, h, w, default):
     return default, default
 
 
+@ref("ConvolutionDepthwise")
+def depthwise(layer, x):
+    """The fork's ConvolutionDepthwise: each channel convolved with its own kernel."""
+    cp = layer.param.convolution_param
+    k, s = cp.kernel_size[0], (list(cp.stride) or [1])[0]
+    p, d = (list(cp.pad) or [0])[0], (list(cp.dilation) or [1])[0]
+    w = np.asarray(layer.blobs[0], np.float64)
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (p, p), (p, p)))
+    ho = (x.shape[2] + 2 * p - d * (k - 1) - 1) // s + 1
+    wo = (x.shape[3] + 2 * p - d * (k - 1) - 1) // s + 1
+    out = np.zeros(x.shape[:2] + (ho, wo))
+    for a in range(k):
+        for b in range(k):
+            out += xp[:, :, a * d:a * d + s * (ho - 1) + 1:s, b * d:b * d + s * (wo - 1) + 1:s] \
+                * w[None, :, 0, a, b, None, None]
+    if cp.bias_term:
+        out += np.asarray(layer.blobs[1], np.float64)[None, :, None, None]
+    return [out.astype(np.float32)]
+
+
 @ref("Pooling")
 def pooling(layer, x):
     pp = layer.param.pooling_param

@@ -11,7 +11,7 @@ from ..registry import draw, label, macs, onnx_lowering, rule, torch_lowering
 from .common import (axis_index, each_bottom, one, one_bottom, same_bottoms, same_text, spatial,
                      window_text)
 
-draw("convolution", "Convolution", "Deconvolution")
+draw("convolution", "Convolution", "Deconvolution", "ConvolutionDepthwise")
 draw("inner product", "InnerProduct", "Embed")
 
 
@@ -85,6 +85,24 @@ def _deconvolution_shape(layer, bottoms):
     return _conv_family(p, bottoms, _deconv_size, transposed=True)
 
 
+def depthwise_param(layer, bottoms):
+    """A ConvolutionDepthwise layer's parameters as the grouped Convolution it is (a fork's
+    type: one group per input channel, as many outputs as inputs)."""
+    p = type(layer.param)()
+    p.CopyFrom(layer.param)
+    channels = bottoms[0][1] if bottoms and len(bottoms[0]) > 1 else 0
+    if p.convolution_param.num_output != channels:
+        raise ShapeMismatch(f"ConvolutionDepthwise needs num_output equal to the {channels} "
+                            f"input channels, not {p.convolution_param.num_output}")
+    p.convolution_param.group = channels
+    return p
+
+
+@rule("ConvolutionDepthwise")
+def _depthwise_shape(layer, bottoms):
+    return _conv_family(depthwise_param(layer, bottoms), bottoms, _conv_size, transposed=False)
+
+
 @rule("InnerProduct")
 def _inner_product_shape(layer, bottoms):
     p = layer.param
@@ -103,7 +121,7 @@ def _inner_product_shape(layer, bottoms):
 
 # -- analysis: MACs and the picture's label ------------------------------------------------
 
-@macs("Convolution")
+@macs("Convolution", "ConvolutionDepthwise")
 def _convolution_macs(s):
     if not s.blobs:
         return 0
@@ -125,7 +143,7 @@ def _inner_product_macs(s):
     return math.prod(s.tops[0]) * (math.prod(s.blobs[0]) // n)
 
 
-@label("Convolution", "Deconvolution")
+@label("Convolution", "Deconvolution", "ConvolutionDepthwise")
 def _convolution_label(layer, s):
     cp = layer.param.convolution_param
     n = len(s.bottoms[0]) - 2 if s.bottoms and s.bottoms[0] else 2
@@ -151,9 +169,9 @@ _CONV = {1: "nn.Conv1d", 2: "nn.Conv2d", 3: "nn.Conv3d"}
 _DECONV = {1: "nn.ConvTranspose1d", 2: "nn.ConvTranspose2d", 3: "nn.ConvTranspose3d"}
 
 
-def _conv_like_torch(b, table: dict[int, str]) -> None:
+def _conv_like_torch(b, table: dict[int, str], cp=None) -> None:
     layer, s = b.layer, b.s
-    cp = layer.param.convolution_param
+    cp = cp or layer.param.convolution_param
     axis, kernel, pad, stride, dilation, channels, group = conv_geometry(cp, s.bottoms[0])
     if axis != 1 or len(kernel) not in table:
         raise Unsupported(f"{len(kernel)}-D convolution on axis {axis} (torch has 1-3-D, axis 1)")
@@ -181,6 +199,11 @@ def _conv_like_torch(b, table: dict[int, str]) -> None:
 @torch_lowering("Convolution")
 def _convolution_torch(b):
     return _conv_like_torch(b, _CONV)
+
+
+@torch_lowering("ConvolutionDepthwise")
+def _depthwise_torch(b):
+    return _conv_like_torch(b, _CONV, depthwise_param(b.layer, b.s.bottoms).convolution_param)
 
 
 @torch_lowering("Deconvolution")
@@ -211,8 +234,8 @@ def _inner_product_torch(b):
 
 # -- ONNX -------------------------------------------------------------------------------
 
-def _conv_like_onnx(b, op_type: str) -> None:
-    cp = b.layer.param.convolution_param
+def _conv_like_onnx(b, op_type: str, cp=None) -> None:
+    cp = cp or b.layer.param.convolution_param
     axis, kernel, pad, stride, dilation, _, group = conv_geometry(cp, b.s.bottoms[0])
     if axis != 1:
         raise Unsupported(f"convolution on axis {axis} (ONNX convolves from axis 1)")
@@ -225,6 +248,11 @@ def _conv_like_onnx(b, op_type: str) -> None:
 @onnx_lowering("Convolution")
 def _convolution_onnx(b):
     _conv_like_onnx(b, "Conv")
+
+
+@onnx_lowering("ConvolutionDepthwise")
+def _depthwise_onnx(b):
+    _conv_like_onnx(b, "Conv", depthwise_param(b.layer, b.s.bottoms).convolution_param)
 
 
 @onnx_lowering("Deconvolution")
