@@ -5,4 +5,4 @@ be harmless, and the PyTorch and ONNX lowerings (written against the back ends' 
 that no module here imports torch or onnx). Adding a layer type touches one of these files.
 """
 from . import (activation, combine, convolution, data, detection,  # noqa: F401
-               normalization, pooling, reduction, reshape, resize)
+               normalization, pooling, reduction, reshape, resize, roi)

@@ -50,9 +50,9 @@ def save_exported(net: Net, path: str | os.PathLike, *, fuse: bool = False,
                and getattr(st.lowered.module.cls, "data_dependent", False)]
     if dynamic:  # torch.export traces shapes; these layers' outputs depend on the values
         names = ", ".join(f"'{layer.name}' ({layer.type})" for layer in dynamic[:4])
-        raise NetError(f"cannot export a .pt2 program: {names} output as many rows as the "
-                       "data gives, which torch.export cannot trace; use --to python (the "
-                       "module runs eagerly) or --to onnx")
+        raise NetError(f"cannot export a .pt2 program: {names} take sizes or windows from "
+                       "the values of the data, which torch.export cannot trace; use --to "
+                       "python (the module runs eagerly) or --to onnx")
     # Export keeps the module's weights, and saving copies a tensor at a time (measured: 3x
     # one 400 MB layer; 1.2-1.25x the weights of a ResNet-152 or a Wide ResNet-101, beyond
     # the 340 MB torch.export itself takes). Tops are traced as fake tensors: only the example

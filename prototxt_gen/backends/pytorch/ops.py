@@ -302,6 +302,47 @@ class DetectionOutput(nn.Module):
         return torch.stack(rows)[None, None]
 
 
+class ROIPool(nn.Module):
+    """Faster R-CNN's ROIPooling, as roi_pooling_layer.cpp computes it: each region's corners
+    scaled and rounded half away from zero, its size at least 1, bins of size/pooled (float32)
+    from floor(i·bin) to ceil((i+1)·bin), clipped to the map; an empty bin gives 0."""
+
+    data_dependent = True  # its windows come from the values of the regions
+
+    def __init__(self, pooled_h, pooled_w, spatial_scale=1.0):
+        super().__init__()
+        self.pooled_h, self.pooled_w, self.spatial_scale = pooled_h, pooled_w, spatial_scale
+
+    @staticmethod
+    def bins(start, size, pooled, limit):
+        step = torch.tensor(size, dtype=torch.float32) / pooled
+        k = torch.arange(pooled, dtype=torch.float32)
+        lo = torch.floor(k * step).to(torch.int64) + start
+        hi = torch.ceil((k + 1) * step).to(torch.int64) + start
+        return lo.clamp(0, limit).tolist(), hi.clamp(0, limit).tolist()
+
+    def forward(self, x, rois):
+        rois = rois.reshape(-1, 5)
+        height, width = x.shape[2], x.shape[3]
+        out = x.new_zeros((rois.shape[0], x.shape[1], self.pooled_h, self.pooled_w))
+        scaled = (rois[:, 1:].to(torch.float32) * torch.tensor(self.spatial_scale,
+                                                               dtype=torch.float32)).double()
+        corners = (torch.sign(scaled) * torch.floor(scaled.abs() + 0.5)).to(torch.int64)
+        for r, (image, (x1, y1, x2, y2)) in enumerate(zip(rois[:, 0].tolist(),
+                                                          corners.tolist())):
+            hs, he = self.bins(y1, max(y2 - y1 + 1, 1), self.pooled_h, height)
+            ws, we = self.bins(x1, max(x2 - x1 + 1, 1), self.pooled_w, width)
+            feature = x[int(image)]
+            for i in range(self.pooled_h):
+                if he[i] <= hs[i]:
+                    continue
+                rows = feature[:, hs[i]:he[i]].amax(dim=1)
+                for j in range(self.pooled_w):
+                    if we[j] > ws[j]:
+                        out[r, :, i, j] = rows[:, ws[j]:we[j]].amax(dim=1)
+        return out
+
+
 class Blob(nn.Module):
     """Caffe's Parameter layer: a learned blob that the layer outputs as it is."""
 
