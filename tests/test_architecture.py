@@ -80,7 +80,7 @@ def test_every_translatable_layer_type_has_every_piece():
     ONNX converter, a drawing family, and a numeric check -- a NumPy reading of Caffe's loop
     (numpy_ref.REF) or a place in a file compared blob by blob with OpenCV (the zoo, but
     SE-ResNet whose Axpy is rewritten, tests/data/shapes_zoo.prototxt, ssd_head.prototxt,
-    interp.prototxt and roi_pooling.prototxt). Registering a
+    interp.prototxt, roi_pooling.prototxt and psroi_pooling.prototxt). Registering a
     converter without the rest fails here."""
     pytorch = pytest.importorskip("prototxt_gen.backends.pytorch")
     onnx = pytest.importorskip("prototxt_gen.backends.onnx")
@@ -91,7 +91,8 @@ def test_every_translatable_layer_type_has_every_piece():
     against_opencv = set()
     for path in [p for p in ZOO.glob("*.prototxt") if p.name != "SE-ResNet-50.prototxt"] \
             + [DATA / "shapes_zoo.prototxt", DATA / "ssd_head.prototxt",
-               DATA / "interp.prototxt", DATA / "roi_pooling.prototxt"]:
+               DATA / "interp.prototxt", DATA / "roi_pooling.prototxt",
+               DATA / "psroi_pooling.prototxt"]:
         against_opencv |= {layer.type for layer in read_prototxt(path).layers}
     drawn = set(FAMILIES)
     missing = {}

@@ -88,3 +88,70 @@ def test_roi_pooling_matches_opencv(tmp_path):
         ours = to_torch(net)(torch.from_numpy(x), torch.from_numpy(ROIS)).numpy()
     ref = opencv_blobs(net, path, "", [x, ROIS], ["pool"])["pool"]
     assert np.abs(ours - ref).max() <= 1e-6
+
+
+# -- PSROIPooling --------------------------------------------------------------------------
+
+PS_NET = '''input: "data" input_shape { dim: 2 dim: 18 dim: 12 dim: 15 }
+input: "rois" input_shape { dim: 7 dim: 5 }
+layer { name: "ps" type: "PSROIPooling" bottom: "data" bottom: "rois" top: "ps"
+  psroi_pooling_param { spatial_scale: %s output_dim: 2 group_size: 3 } }
+'''
+
+
+def caffe_psroi_pooling(x, rois, scale, dim, group):
+    """psroi_pooling_layer.cu's forward kernel, thread by thread (float32, C's round)."""
+    f = np.float32
+    out = np.zeros((len(rois), dim, group, group), np.float32)
+    height, width = x.shape[2:]
+    for r, (n, *box) in enumerate(rois):
+        x1, y1, x2, y2 = (f(np.sign(v) * np.floor(abs(float(v)) + 0.5)) for v in box)
+        sw, sh = x1 * f(scale), y1 * f(scale)
+        ew, eh = (x2 + f(1)) * f(scale), (y2 + f(1)) * f(scale)
+        bw, bh = max(ew - sw, f(0.1)) / f(group), max(eh - sh, f(0.1)) / f(group)
+        for d in range(dim):
+            for i in range(group):
+                for j in range(group):
+                    hs = min(max(int(np.floor(f(i) * bh + sh)), 0), height)
+                    he = min(max(int(np.ceil(f(i + 1) * bh + sh)), 0), height)
+                    ws = min(max(int(np.floor(f(j) * bw + sw)), 0), width)
+                    we = min(max(int(np.ceil(f(j + 1) * bw + sw)), 0), width)
+                    if he <= hs or we <= ws:
+                        continue
+                    c = (d * group + i) * group + j
+                    total = f(0)
+                    for h in range(hs, he):
+                        for w in range(ws, we):
+                            total += x[int(n), c, h, w]
+                    out[r, d, i, j] = total / f((he - hs) * (we - ws))
+    return out
+
+
+@pytest.mark.parametrize("scale", ["0.25", "0.0625", "1"])
+def test_psroi_pooling_follows_caffes_kernel_in_both_back_ends(tmp_path, scale):
+    path = tmp_path / "ps.prototxt"
+    path.write_text(PS_NET % scale)
+    net = read_prototxt(path)
+    assert infer(net)[-1].tops == [(7, 2, 3, 3)]
+    x = np.random.default_rng(0).standard_normal((2, 18, 12, 15)).astype(np.float32)
+    rois = ROIS * (4 if scale == "1" else 1)
+    rois[:, 0] = ROIS[:, 0]
+    want = caffe_psroi_pooling(x, rois, float(scale), 2, 3)
+    with torch.no_grad():
+        got = to_torch(net)(torch.from_numpy(x), torch.from_numpy(rois)).numpy()
+    assert np.abs(got - want).max() <= 1e-5
+    for opset in (13, 17, 20):
+        session = ort.InferenceSession(to_onnx(net, opset=opset).SerializeToString(),
+                                       providers=["CPUExecutionProvider"])
+        (onnx_got,) = session.run(None, {"data": x, "rois": rois})
+        assert np.abs(onnx_got - want).max() <= 1e-5, opset
+
+
+def test_psroi_pooling_matches_opencv():
+    path = DATA / "psroi_pooling.prototxt"
+    net = read_prototxt(path)
+    x = np.random.default_rng(0).standard_normal((2, 18, 12, 15)).astype(np.float32)
+    with torch.no_grad():
+        ours = to_torch(net)(torch.from_numpy(x), torch.from_numpy(ROIS)).numpy()
+    ref = opencv_blobs(net, path, "", [x, ROIS], ["ps"])["ps"]
+    assert np.abs(ours - ref).max() <= 1e-5

@@ -343,6 +343,50 @@ class ROIPool(nn.Module):
         return out
 
 
+class PSROIPool(nn.Module):
+    """R-FCN's PSROIPooling, as its psroi_pooling_layer.cu computes it: the region's corners
+    rounded then scaled (float32), its size at least 0.1, bins of size/group; bin (i, j) of
+    output channel d is the mean of its window in input channel (d·group + i)·group + j, 0 when
+    empty. Sums come from a float64 summed-area table: every bin at once."""
+
+    def __init__(self, spatial_scale, output_dim, group_size):
+        super().__init__()
+        self.spatial_scale, self.output_dim, self.group_size = \
+            spatial_scale, output_dim, group_size
+
+    def forward(self, x, rois):
+        g, d = self.group_size, self.output_dim
+        rois = rois.reshape(-1, 5).to(torch.float32)
+        v = rois[:, 1:].double()
+        corners = (torch.sign(v) * torch.floor(v.abs() + 0.5)).to(torch.float32)
+        scale = torch.tensor(self.spatial_scale, dtype=torch.float32)
+        x1, y1 = corners[:, 0] * scale, corners[:, 1] * scale
+        x2, y2 = (corners[:, 2] + 1) * scale, (corners[:, 3] + 1) * scale
+        tenth = torch.tensor(0.1, dtype=torch.float32)
+        bin_w = torch.maximum(x2 - x1, tenth) / g
+        bin_h = torch.maximum(y2 - y1, tenth) / g
+        k = torch.arange(g, dtype=torch.float32)
+        height, width = x.shape[2], x.shape[3]
+
+        def edges(start, size, limit):  # R x G
+            lo = torch.floor(k[None] * size[:, None] + start[:, None])
+            hi = torch.ceil((k[None] + 1) * size[:, None] + start[:, None])
+            return lo.clamp(0, limit).long(), hi.clamp(0, limit).long()
+        hs, he = edges(y1, bin_h, height)
+        ws, we = edges(x1, bin_w, width)
+        table = F.pad(x.double(), (1, 0, 1, 0)).cumsum(2).cumsum(3)
+        image = rois[:, 0].long()[:, None, None, None]
+        c = ((torch.arange(d)[:, None, None] * g + torch.arange(g)[:, None]) * g
+             + torch.arange(g))[None]
+        hs, he = hs[:, None, :, None], he[:, None, :, None]
+        ws, we = ws[:, None, None, :], we[:, None, None, :]
+        total = table[image, c, he, we] - table[image, c, hs, we] - table[image, c, he, ws] \
+            + table[image, c, hs, ws]
+        area = (he - hs) * (we - ws)
+        mean = total / area.clamp(min=1)
+        return torch.where(area > 0, mean, torch.zeros_like(mean)).to(x.dtype)
+
+
 class Blob(nn.Module):
     """Caffe's Parameter layer: a learned blob that the layer outputs as it is."""
 
