@@ -344,23 +344,45 @@ def test_python_export_runs_the_detections(tmp_path):
     assert "cannot export a .pt2 program: 'detection_out' (DetectionOutput)" in r.stderr
 
 
-# -- a real SSD: OpenCV's res10 face detector ----------------------------------------------
+# -- real SSD files: OpenCV's res10 face detector, MobileNet-SSD ---------------------------
 
 FACE = DATA / "opencv_face_detector_deploy.prototxt"
+MOBILENET_SSD = DATA / "chuanqi305_MobileNetSSD_deploy.prototxt"
+REAL = [FACE, MOBILENET_SSD]
 
 
-def test_face_detector_reads_renders_and_converts(tmp_path):
-    for command in (["info", FACE], ["render", FACE, "-o", tmp_path / "face.dot"],
-                    ["convert", FACE, "--to", "onnx", "-o", tmp_path / "face.onnx"],
-                    ["convert", FACE, "--to", "python", "-o", tmp_path / "face.py"]):
+@pytest.mark.parametrize("path", REAL, ids=lambda p: p.stem)
+def test_real_ssd_files_read_render_and_convert(tmp_path, path):
+    for command in (["info", path], ["render", path, "-o", tmp_path / "ssd.dot"],
+                    ["convert", path, "--to", "onnx", "-o", tmp_path / "ssd.onnx"],
+                    ["convert", path, "--to", "python", "-o", tmp_path / "ssd.py"]):
         r = run_cli(*command)
         assert r.returncode == 0, (command, r.stderr)
-    assert "DetectionOutput  1×1×200×7" in run_cli("info", FACE).stdout
+    assert "DetectionOutput  1×1×200×7" in run_cli("info", path).stdout
 
 
-def test_face_detector_detections_match_opencv_in_both_back_ends(tmp_path):
+def detector_weights(tmp_path, path, gain=3.0):
+    """(net, prototxt, caffemodel) with random weights of a trained net's scale, the class
+    scores' convolutions amplified so that some classes win clearly: detections above the
+    file's confidence threshold, scores apart. (With no detection OpenCV 4 outputs
+    keep_top_k rows of zeros, Caffe one row [image, -1, ...] per image.)"""
+    from prototxt_gen import load_weights, write_caffemodel
+    from weights import random_weights
+    net = random_weights(read_prototxt(path))
+    for layer in net.layers:
+        if layer.name.endswith("_mbox_conf"):
+            layer.blobs = [blob * np.float32(gain) for blob in layer.blobs]
+    weights = tmp_path / "detector.caffemodel"
+    write_caffemodel(net, weights)
+    net = read_prototxt(path)
+    load_weights(net, weights, strict=True)
+    return net, path, weights
+
+
+@pytest.mark.parametrize("path", REAL, ids=lambda p: p.stem)
+def test_real_ssd_detections_match_opencv_in_both_back_ends(tmp_path, path):
     from prototxt_gen.backends.onnx import to_onnx
-    net, prototxt, weights = with_weights(tmp_path, FACE)
+    net, prototxt, weights = detector_weights(tmp_path, path)
     x = inputs_for(net)[0]
     with torch.no_grad():
         ours = to_torch(net)(torch.from_numpy(x)).numpy()
