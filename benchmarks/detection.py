@@ -1,5 +1,6 @@
-"""SSD detection: OpenCV's res10 face detector (tests/data) with random weights of a trained
-net's scale, against OpenCV's dnn on the same files and the same input, in one process.
+"""SSD detection: MobileNet-SSD and OpenCV's res10 face detector (tests/data) with random
+weights of a trained net's scale (class scores amplified so that there are detections), against
+OpenCV's dnn on the same files and the same input, in one process.
 
     python benchmarks/detection.py [--repeat 30] [--threads 1]
 
@@ -32,7 +33,8 @@ from prototxt_gen.backends.pytorch import to_torch
 from prototxt_gen.caffe.weights import write_caffemodel
 from weights import random_weights
 
-FACE = ROOT / "tests" / "data" / "opencv_face_detector_deploy.prototxt"
+FILES = [ROOT / "tests" / "data" / "chuanqi305_MobileNetSSD_deploy.prototxt",
+         ROOT / "tests" / "data" / "opencv_face_detector_deploy.prototxt"]
 
 
 def timed(fn, repeat):
@@ -61,50 +63,59 @@ def main(argv=None):
     options = ort.SessionOptions()
     options.intra_op_num_threads = options.inter_op_num_threads = args.threads
 
-    with tempfile.TemporaryDirectory() as tmp:
-        weights = Path(tmp) / "face.caffemodel"
-        write_caffemodel(random_weights(read_prototxt(FACE)), weights)
-        x = np.random.default_rng(1).standard_normal((1, 3, 300, 300)).astype(np.float32)
+    for path in FILES:
+        with tempfile.TemporaryDirectory() as tmp:
+            run(path, Path(tmp), args, options)
 
-        def opencv_load():
-            return cv2.dnn.readNetFromCaffe(str(FACE), str(weights))
 
-        def ours_load():
-            net = read_prototxt(FACE)
-            load_weights(net, weights)
-            return ort.InferenceSession(to_onnx(net).SerializeToString(), options,
-                                        providers=["CPUExecutionProvider"]), net
+def run(path, tmp, args, options):
+    weights = tmp / "model.caffemodel"
+    net = random_weights(read_prototxt(path))
+    for layer in net.layers:  # amplified class scores: detections above the threshold
+        if layer.name.endswith("_mbox_conf"):
+            layer.blobs = [b * np.float32(3) for b in layer.blobs]
+    write_caffemodel(net, weights)
+    x = np.random.default_rng(1).standard_normal((1, 3, 300, 300)).astype(np.float32)
 
-        cv = opencv_load()
-        session, net = ours_load()
-        module = to_torch(net)
+    def opencv_load():
+        return cv2.dnn.readNetFromCaffe(str(path), str(weights))
 
-        def opencv_run():
-            cv.setInput(x)
-            return cv.forward()
+    def ours_load():
+        net = read_prototxt(path)
+        load_weights(net, weights)
+        return ort.InferenceSession(to_onnx(net).SerializeToString(), options,
+                                    providers=["CPUExecutionProvider"]), net
 
-        def onnx_run():
-            return session.run(None, {"data": x})[0]
+    cv = opencv_load()
+    session, net = ours_load()
+    module = to_torch(net)
 
-        def torch_run():
-            with torch.no_grad():
-                return module(torch.from_numpy(x)).numpy()
+    def opencv_run():
+        cv.setInput(x)
+        return cv.forward()
 
-        ref = opencv_run()[0, 0]
-        ref = ref[np.lexsort((-ref[:, 2], ref[:, 1], ref[:, 0]))]  # Caffe's order
-        for name, got in (("onnxruntime", onnx_run()), ("PyTorch", torch_run())):
-            assert got.shape[2] == len(ref) and np.abs(got[0, 0] - ref).max() <= 1e-4, name
-        print(f"res10 SSD face detector, 300x300, {len(ref)} detections, "
-              f"{args.threads} thread(s), median of {args.repeat}")
-        print("loading (OpenCV: read; ours: read, convert, check, session):")
-        base = timed(opencv_load, args.repeat)
-        show("OpenCV readNetFromCaffe", base)
-        show("prototxt-gen -> onnxruntime session", timed(ours_load, args.repeat), base)
-        print("one forward pass, batch 1:")
-        base = timed(opencv_run, args.repeat)
-        show("OpenCV dnn", base)
-        show("onnxruntime (our ONNX)", timed(onnx_run, args.repeat), base)
-        show("PyTorch (our module, eager)", timed(torch_run, args.repeat), base)
+    def onnx_run():
+        return session.run(None, {"data": x})[0]
+
+    def torch_run():
+        with torch.no_grad():
+            return module(torch.from_numpy(x)).numpy()
+
+    ref = opencv_run()[0, 0]
+    ref = ref[np.lexsort((-ref[:, 2], ref[:, 1], ref[:, 0]))]  # Caffe's order
+    for name, got in (("onnxruntime", onnx_run()), ("PyTorch", torch_run())):
+        assert got.shape[2] == len(ref) and np.abs(got[0, 0] - ref).max() <= 1e-4, name
+    print(f"{path.stem}, 300x300, {len(ref)} detections, {args.threads} thread(s), "
+          f"median of {args.repeat}")
+    print(" loading (OpenCV: read; ours: read, convert, check, session):")
+    base = timed(opencv_load, args.repeat)
+    show("OpenCV readNetFromCaffe", base)
+    show("prototxt-gen -> onnxruntime session", timed(ours_load, args.repeat), base)
+    print(" one forward pass, batch 1:")
+    base = timed(opencv_run, args.repeat)
+    show("OpenCV dnn", base)
+    show("onnxruntime (our ONNX)", timed(onnx_run, args.repeat), base)
+    show("PyTorch (our module, eager)", timed(torch_run, args.repeat), base)
 
 
 if __name__ == "__main__":
