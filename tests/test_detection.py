@@ -419,3 +419,20 @@ def test_adaptive_nms_in_pytorch_and_a_clear_refusal_in_onnx(tmp_path):
                                        r"\(ONNX's NonMaxSuppression has no adaptive "
                                        r"threshold\)\)"):
         to_onnx(net)
+
+
+def test_hostile_sizes_are_refused_before_allocating(tmp_path):
+    """A DetectionOutput with 200,000 classes would need 335 GiB of ONNX candidate tables: one
+    line, exit 2, nothing written."""
+    path = tmp_path / "hostile.prototxt"
+    path.write_text('input: "loc" input_shape { dim: 1 dim: 4 }\n'
+                    'input: "conf" input_shape { dim: 1 dim: 200000 }\n'
+                    'input: "prior" input_shape { dim: 1 dim: 2 dim: 4 }\n'
+                    'layer { name: "det" type: "DetectionOutput" bottom: "loc" bottom: "conf" '
+                    'bottom: "prior" top: "det" '
+                    'detection_output_param { num_classes: 200000 keep_top_k: 10 } }\n')
+    r = run_cli("convert", path, "--to", "onnx", "-o", tmp_path / "m.onnx")
+    assert r.returncode == 2 and not (tmp_path / "m.onnx").exists()
+    assert r.stderr.strip().splitlines()[-1].startswith(
+        f"prototxt-gen: error: {path}: layer 'det' (DetectionOutput): ONNX's per-class "
+        "candidate tables would need 335.3 GiB, over the")

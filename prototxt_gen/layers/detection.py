@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from ..errors import Unsupported
 from ..graph.shapes import ShapeMismatch
+from ..limits import check_memory
 from ..registry import draw, label, onnx_lowering, rule, torch_lowering
 from .common import FLT_MAX, fork_value
 
@@ -230,6 +231,8 @@ def _detection_output_label(layer, s):
 def _priors(b):
     p = prior_box_params(b.layer)
     feature, image = b.s.bottoms
+    check_memory(3 * 4 * math.prod(b.s.tops[0]),  # float64 boxes, then the float32 top
+                 f"layer '{b.name}' (PriorBox): its boxes")
     return prior_boxes(b.np, p, feature[2], feature[3], image[2], image[3])
 
 
@@ -364,6 +367,9 @@ def _detection_output_onnx(b):
     np, priors = b.np, b.s.bottoms[2][2] // 4
     k = min(d.top_k, priors) if d.top_k > -1 else priors
     slots = d.num_classes * k
+    # the class blocks and the kept-score table hold C·C·K values per image
+    check_memory(8 * d.num_classes * slots + d.num_classes ** 2,
+                 f"layer '{b.name}' (DetectionOutput): ONNX's per-class candidate tables")
     cand, block = _candidates_onnx(b, d, priors, k)
     table, order, past = _kept_onnx(b, d, cand, block, k)
     at = b.op("Transpose", [b.op("NonZero", [b.op("Less", [order, past])])],
