@@ -47,6 +47,23 @@ def depthwise(layer, x):
     return [out.astype(np.float32)]
 
 
+@ref("Upsample")
+def upsample(layer, x, mask=None):
+    """SegNet's upsample_layer.cpp: zeros, then each value at its pooling mask's index; with
+    one bottom, YOLOv3 ports' nearest (each value repeated scale times)."""
+    from prototxt_gen.layers.resize import upsample_size
+    sh, sw, oh, ow = upsample_size(layer, x.shape)
+    if mask is None:
+        return [x.repeat(sh, 2).repeat(sw, 3)[:, :, :oh, :ow]]
+    n, c = x.shape[:2]
+    out = np.zeros((n, c, oh * ow), np.float32)
+    for a in range(n):
+        for b in range(c):
+            for v, i in zip(x[a, b].ravel(), mask[a, b].ravel()):
+                out[a, b, int(i)] = v
+    return [out.reshape(n, c, oh, ow)]
+
+
 @ref("Pooling")
 def pooling(layer, x):
     pp = layer.param.pooling_param

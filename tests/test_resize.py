@@ -12,6 +12,7 @@ from prototxt_gen.caffe.reader import read_prototxt
 from prototxt_gen.graph.shapes import infer
 from prototxt_gen.layers.resize import interp_geometry
 
+import numpy_ref
 from conftest import DATA, run_cli
 from reference import assert_close_to, inputs_for, opencv_blobs
 
@@ -107,3 +108,61 @@ def test_bad_interp_parameters(tmp_path, param, error):
     assert r.returncode == 2
     assert r.stderr.strip().splitlines()[-1] == \
         f"prototxt-gen: error: {path}: layer 'i' (Interp): {error} (input 1×3×8×8)"
+
+
+# -- SegNet's Upsample and the pooling mask ---------------------------------------------------
+
+SEGNET = DATA / "segnet.prototxt"
+
+
+def caffe_max_pool_with_mask(x, layer):
+    """pooling_layer.cpp's MAX forward with its mask top, loop for loop: windows clipped to
+    the input, the first maximum's index h·W + w."""
+    pp = layer.param.pooling_param
+    k, s, p = pp.kernel_size, pp.stride, pp.pad
+    n, c, height, width = x.shape
+    oh = -(-(height + 2 * p - k) // s) + 1
+    ow = -(-(width + 2 * p - k) // s) + 1
+    if p and (oh - 1) * s >= height + p:
+        oh -= 1
+    if p and (ow - 1) * s >= width + p:
+        ow -= 1
+    out = np.zeros((n, c, oh, ow), np.float32)
+    mask = np.zeros((n, c, oh, ow), np.float32)
+    for i in range(oh):
+        hs, he = i * s - p, min(i * s - p + k, height)
+        hs = max(hs, 0)
+        for j in range(ow):
+            ws, we = j * s - p, min(j * s - p + k, width)
+            ws = max(ws, 0)
+            window = x[:, :, hs:he, ws:we].reshape(n, c, -1)
+            arg = window.argmax(axis=2)  # the first maximum
+            out[:, :, i, j] = window.max(axis=2)
+            mask[:, :, i, j] = (hs + arg // (we - ws)) * width + ws + arg % (we - ws)
+    return out, mask
+
+
+@pytest.mark.parametrize("opset", [13, 17, 20])
+def test_pooling_mask_and_upsample_follow_caffes_loops(opset):
+    from weights import random_weights
+    net = random_weights(read_prototxt(SEGNET))
+    xs = inputs_for(net)
+    with torch.no_grad():
+        ours = {k: v.numpy() for k, v in to_torch(net).blobs(torch.from_numpy(xs[0])).items()}
+    conv1 = ours["conv1"]
+    want = {}
+    for pool, up in (("pool1", ("up_scale", "up_size")), ("pool2", ("unpool2",))):
+        values, mask = caffe_max_pool_with_mask(conv1, net.layer(pool))
+        want[pool], want[pool + "_mask"] = values, mask
+        for name in up:
+            want[name] = numpy_ref.upsample(net.layer(name), values, mask)[0]
+    want["nearest"] = numpy_ref.upsample(net.layer("nearest"), conv1)[0]
+    assert want["nearest"].shape == (2, 4, 27, 24)
+    names = sorted(want)
+    t = translate(net, outputs=names, opset=opset)
+    session = ort.InferenceSession(t.model.SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    onnx_out = dict(zip(t.outputs, session.run(None, {"data": xs[0]})))
+    for name in names:
+        assert np.abs(ours[name] - want[name]).max() <= 1e-6, name
+        assert np.abs(onnx_out[name] - want[name]).max() <= 1e-6, (name, opset)

@@ -9,7 +9,7 @@ from ..errors import Unsupported
 from ..graph.shapes import ShapeMismatch, format_shape
 from ..proto import caffe_pb2
 from ..registry import draw, label, onnx_lowering, rule, torch_lowering
-from .common import FLT_MAX, FLT_MIN, one, one_bottom, single, spatial, window_text
+from .common import FLT_MAX, FLT_MIN, one, one_bottom, spatial, window_text
 
 draw("pooling", "Pooling", "SPP")
 
@@ -70,13 +70,26 @@ def _pooling_label(layer, s):
 
 # -- PyTorch ----------------------------------------------------------------------------
 
+def _with_mask(b) -> bool:
+    """Whether the layer also writes MAX pooling's argmax mask (a second top: SegNet)."""
+    if len(b.layer.bottom) != 1 or len(b.layer.top) not in (1, 2):
+        raise Unsupported(f"expects 1 bottom and 1 or 2 tops, has {len(b.layer.bottom)} and "
+                          f"{len(b.layer.top)}")
+    mask = len(b.layer.top) == 2
+    if mask and b.layer.param.pooling_param.pool != caffe_pb2.PoolingParameter.MAX:
+        raise Unsupported("a second top (the argmax mask) is MAX pooling's only")
+    return mask
+
+
 @torch_lowering("Pooling")
 def _pooling_torch(b):
     layer = b.layer
-    single(b)
+    mask = _with_mask(b)
     pp = layer.param.pooling_param
     P = caffe_pb2.PoolingParameter
     mode = {P.MAX: "max", P.AVE: "ave", P.STOCHASTIC: "stochastic"}[pp.pool]
+    if mask and pp.global_pooling:
+        raise Unsupported("the argmax mask of global pooling")
     if pp.global_pooling and mode != "stochastic":
         cls = "nn.AdaptiveMaxPool2d" if mode == "max" else "nn.AdaptiveAvgPool2d"
         return b.emit("{m}({0})", b.ctor(cls, (1,)))
@@ -100,8 +113,13 @@ def _pooling_torch(b):
             kwargs["padding"] = one(pad)
         if ceil:
             kwargs["ceil_mode"] = True
+        if mask:  # values and Caffe's mask: each maximum's index in its plane, as floats
+            return b.emit("{m}({0})", b.ctor("MaxPoolMask", (one(kernel),), kwargs),
+                          tuple_out=True)
         cls = "nn.MaxPool2d" if mode == "max" else "nn.AvgPool2d"
         return b.emit("{m}({0})", b.ctor(cls, (one(kernel),), kwargs))
+    if mask:
+        raise Unsupported("the argmax mask where a window reaches past the padding")
     return b.emit("{m}({0})", b.ctor("CaffePool2d", (mode, tuple(kernel)),
                                     {"stride": tuple(stride), "pad": tuple(pad),
                                      "ceil_mode": ceil}))
@@ -120,12 +138,14 @@ def _pool_geometry(b):
 
 @onnx_lowering("Pooling")
 def _pooling_onnx(b):
-    single(b)
+    mask = _with_mask(b)
     pp = b.layer.param.pooling_param
     P = caffe_pb2.PoolingParameter
     x = b.x[0]
     if len(b.s.bottoms[0]) != 4:
         raise Unsupported(f"a {len(b.s.bottoms[0])}-D input (Caffe pools 4-D blobs)")
+    if mask and pp.global_pooling:
+        raise Unsupported("the argmax mask of global pooling")
     if pp.global_pooling:
         if pp.pool == P.STOCHASTIC:
             _stochastic_sums(b, x, (2, 3), None)
@@ -144,8 +164,17 @@ def _pooling_onnx(b):
     geometry = dict(kernel_shape=list(kernel), strides=list(stride))
     if pp.pool == P.MAX:
         pads = list(pad) + [p + e for p, e in zip(pad, over)]
-        if all(p < k for p, k in zip(pads, kernel * 2)):
+        if all(p < k for p, k in zip(pads, kernel * 2)) and mask:
+            # Caffe's mask: the index of each maximum within its plane (ONNX's Indices count
+            # over the whole tensor), as floats
+            values, index = b.op("MaxPool", [x], 2, pads=pads, **geometry)
+            b.out("Identity", [values])
+            plane = b.ints([size[0] * size[1]], "plane")
+            b.out("Cast", [b.op("Mod", [index, plane])], 1, to=b.FLOAT)
+        elif all(p < k for p, k in zip(pads, kernel * 2)):
             b.out("MaxPool", [x], pads=pads, **geometry)
+        elif mask:
+            raise Unsupported("the argmax mask where a window lies wholly in the padding")
         else:  # a window wholly in the padding: Caffe gives -FLT_MAX there
             padded = b.op("Pad", [x, b.ints([0, 0] + pads[:2] + [0, 0] + pads[2:], "pads"),
                                   b.scalar(-FLT_MAX, "pad_value")])

@@ -1,13 +1,14 @@
-"""Resizing forks: PSPNet's and DeepLab's Interp (interp_param: zoom_factor, shrink_factor,
-height/width, pad_beg/pad_end cropping), Caffe's align-corners bilinear (caffe_cpu_interp2,
-docs/caffe.md §11)."""
+"""Resizing forks: SegNet's Upsample (values written where their pooling mask says, or
+nearest with one bottom) and PSPNet's and DeepLab's Interp (interp_param: zoom_factor,
+shrink_factor, height/width, pad_beg/pad_end cropping; Caffe's align-corners bilinear,
+caffe_cpu_interp2). docs/caffe.md §11."""
 from __future__ import annotations
 
 from ..graph.shapes import ShapeMismatch
 from ..registry import draw, label, onnx_lowering, rule, torch_lowering
 from .common import fork_value, lit, single
 
-draw("resize", "Interp")
+draw("resize", "Interp", "Upsample")
 
 
 def _given(layer, field: str) -> bool:
@@ -98,3 +99,86 @@ def _interp_onnx(b):
                  axis=0)
     b.out("Resize", [x, "", "", sizes], mode="linear",
           coordinate_transformation_mode="align_corners")
+
+
+# -- Upsample: SegNet's unpooling (a second bottom: the pooling mask), or nearest -----------
+
+def upsample_size(layer, bottom) -> tuple[int, int, int, int]:
+    """(scale_h, scale_w, out_h, out_w) as SegNet's upsample_layer.cpp computes them:
+    upsample_h/upsample_w when both are given, else the input times scale (default 2) or
+    scale_h/scale_w, less 1 where pad_out_h/pad_out_w (which need a scale of 2)."""
+    if len(bottom) != 4:
+        raise ShapeMismatch(f"Upsample needs a 4-D input, not {len(bottom)}-D")
+
+    def get(field, default, kind=int):
+        return fork_value(layer, "upsample_param", field, default, kind)
+    given = [f for f in ("upsample_h", "upsample_w", "scale", "scale_h", "scale_w")
+             if _upsample_given(layer, f)]
+    if "upsample_h" in given and "upsample_w" in given:
+        out = get("upsample_h", 0), get("upsample_w", 0)
+        if min(out) <= 1:
+            raise ShapeMismatch("upsample_param: upsample_h and upsample_w must be above 1")
+        return 0, 0, out[0], out[1]
+    if "scale_h" in given or "scale_w" in given:
+        if "scale" in given or not ("scale_h" in given and "scale_w" in given):
+            raise ShapeMismatch("upsample_param: give scale, or scale_h and scale_w")
+        sh, sw = get("scale_h", 2), get("scale_w", 2)
+    else:
+        sh = sw = get("scale", 2)
+    if sh <= 1 or sw <= 1:
+        raise ShapeMismatch("upsample_param: the scale must be above 1")
+    pad_h, pad_w = get("pad_out_h", False, bool), get("pad_out_w", False, bool)
+    if (pad_h and sh != 2) or (pad_w and sw != 2):
+        raise ShapeMismatch("upsample_param: pad_out_h/pad_out_w need a scale of 2")
+    return sh, sw, bottom[2] * sh - int(pad_h), bottom[3] * sw - int(pad_w)
+
+
+def _upsample_given(layer, field: str) -> bool:
+    return bool(layer.extra_values("upsample_param", field))
+
+
+@rule("Upsample")
+def _upsample_shape(layer, bottoms):
+    if len(bottoms) not in (1, 2):
+        raise ShapeMismatch(f"Upsample takes the values and optionally their pooling mask, "
+                            f"not {len(bottoms)} bottoms")
+    if len(bottoms) == 2 and bottoms[0] != bottoms[1]:
+        raise ShapeMismatch("the pooling mask must have the values' shape")
+    sh, sw, oh, ow = upsample_size(layer, bottoms[0])
+    if len(bottoms) == 1 and not sh:
+        raise ShapeMismatch("Upsample without a mask (nearest) needs scale, not upsample_h/w")
+    return [bottoms[0][:2] + (oh, ow)], []
+
+
+@label("Upsample")
+def _upsample_label(layer, s):
+    *_, oh, ow = upsample_size(layer, s.bottoms[0])
+    return [("unpool" if len(s.bottoms) == 2 else "nearest") + f" to {oh}×{ow}"]
+
+
+@torch_lowering("Upsample")
+def _upsample_torch(b):
+    sh, sw, oh, ow = upsample_size(b.layer, b.s.bottoms[0])
+    if len(b.layer.bottom) == 2:
+        return b.emit("{m}({0}, {1})", b.ctor("Unpool", (oh, ow)))
+    b.emit(f"{{0}}.repeat_interleave({sh}, 2).repeat_interleave({sw}, 3)"
+           f"[:, :, :{oh}, :{ow}]")
+
+
+@onnx_lowering("Upsample")
+def _upsample_onnx(b):
+    sh, sw, oh, ow = upsample_size(b.layer, b.s.bottoms[0])
+    x = b.x[0]
+    shape = b.op("Shape", [x])
+    if len(b.layer.bottom) == 1:  # nearest: each value repeated scale times, then cut
+        up = b.op("Resize", [x, "", b.const([1, 1, sh, sw], "scales")], mode="nearest",
+                  coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+        return b.out("Slice", [up, b.ints([0, 0], "start"), b.ints([oh, ow], "end"),
+                               b.ints([2, 3], "axes")])
+    n_c = b.op("Slice", [shape, b.ints([0], "s0"), b.ints([2], "s2")])
+    flat = b.op("Concat", [n_c, b.ints([-1], "rest")], axis=0)
+    zeros = b.op("Expand", [b.scalar(0.0, "zero"), b.op("Concat", [
+        n_c, b.ints([oh * ow], "plane")], axis=0)])
+    index = b.op("Cast", [b.op("Reshape", [b.x[1], flat])], to=7)
+    out = b.op("ScatterElements", [zeros, index, b.op("Reshape", [x, flat])], axis=2)
+    b.out("Reshape", [out, b.op("Concat", [n_c, b.ints([oh, ow], "size")], axis=0)])

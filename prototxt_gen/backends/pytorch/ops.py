@@ -387,6 +387,33 @@ class PSROIPool(nn.Module):
         return torch.where(area > 0, mean, torch.zeros_like(mean)).to(x.dtype)
 
 
+class MaxPoolMask(nn.MaxPool2d):
+    """MAX pooling and Caffe's argmax mask (its second top): each maximum's index within its
+    plane (h·W + w, the first of equal values), as floats."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, return_indices=True, **kwargs)
+
+    def forward(self, x):
+        values, index = super().forward(x)
+        return values, index.to(values.dtype)
+
+
+class Unpool(nn.Module):
+    """SegNet's Upsample: each value written at the index its pooling mask gives, in an
+    out_h×out_w plane of zeros."""
+
+    def __init__(self, out_h, out_w):
+        super().__init__()
+        self.out_h, self.out_w = out_h, out_w
+
+    def forward(self, x, mask):
+        n, c = x.shape[:2]
+        out = x.new_zeros((n, c, self.out_h * self.out_w))
+        out.scatter_(2, mask.reshape(n, c, -1).long(), x.reshape(n, c, -1))
+        return out.reshape(n, c, self.out_h, self.out_w)
+
+
 class Blob(nn.Module):
     """Caffe's Parameter layer: a learned blob that the layer outputs as it is."""
 
