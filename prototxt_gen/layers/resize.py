@@ -61,6 +61,8 @@ def _interp_shape(layer, bottoms):
 
 @label("Interp")
 def _interp_label(layer, s):
+    if not s.bottoms or s.bottoms[0] is None:  # a shape the file does not give
+        return ["bilinear"]
     *_, ho, wo = interp_geometry(layer, s.bottoms[0])
     return [f"bilinear to {ho}×{wo}"]
 
@@ -152,6 +154,8 @@ def _upsample_shape(layer, bottoms):
 
 @label("Upsample")
 def _upsample_label(layer, s):
+    if not s.bottoms or s.bottoms[0] is None:
+        return ["unpool" if len(layer.bottom) == 2 else "nearest"]
     *_, oh, ow = upsample_size(layer, s.bottoms[0])
     return [("unpool" if len(s.bottoms) == 2 else "nearest") + f" to {oh}×{ow}"]
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from ..errors import OutputError, escape_controls
 from ..graph.net import Layer, Net, net_inputs
-from ..graph.shapes import LayerShapes, infer
+from ..graph.shapes import LayerShapes, ShapeMismatch, infer
 from ..registry import FAMILIES, LABELS
 
 # family -> fill colour, in legend order: Netscope's palette, extended. Each layer type names its
@@ -174,7 +174,10 @@ def key_params(layer: Layer, s: LayerShapes) -> list[str]:
     """What Netscope shows inside a node (kernel/stride/pad/group, the output count...), as
     the layer type labels itself."""
     lines = LABELS.get(layer.type)
-    return lines(layer, s) if lines else []
+    try:
+        return lines(layer, s) if lines else []
+    except ShapeMismatch:  # parameters the layer's shape rule refuses too: no label
+        return []
 
 
 def _dims(shape) -> str:
