@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from timing import timed
+
 TARGET_RATIO = 3.0
 TARGET_RSS = 1.5
 
@@ -89,16 +91,6 @@ def _big_net(path):
     net = Net.from_proto(model.proto)
     model.close()
     return net
-
-
-def timed(fn, repeat):
-    fn()  # warm the page cache and the imports
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), min(times), max(times)
 
 
 def child(path, model):

@@ -12,10 +12,8 @@ detections of all three are compared before anything is timed. Threads are pinne
 so that the libraries' thread pools do not decide the result.
 """
 import argparse
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import cv2
@@ -31,20 +29,11 @@ from prototxt_gen import load_weights, read_prototxt
 from prototxt_gen.backends.onnx import to_onnx
 from prototxt_gen.backends.pytorch import to_torch
 from prototxt_gen.caffe.weights import write_caffemodel
+from timing import timed
 from weights import random_weights
 
 FILES = [ROOT / "tests" / "data" / "chuanqi305_MobileNetSSD_deploy.prototxt",
          ROOT / "tests" / "data" / "opencv_face_detector_deploy.prototxt"]
-
-
-def timed(fn, repeat):
-    fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), min(times), max(times)
 
 
 def show(label, t, base=None):

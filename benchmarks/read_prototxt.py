@@ -8,27 +8,16 @@ Files: the reference ResNet-101 deploy file (4,548 lines) and the zoo's largest,
 renamed to BVLC's round_mode). Reported: medians and ours / protobuf.
 """
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 from google.protobuf import text_format
 
 from prototxt_gen.proto import caffe_pb2
 from prototxt_gen.caffe.reader import read_prototxt
+from timing import timed
 
 REFERENCE = Path(__file__).resolve().parent.parent.parent / "shared" / "reference"
-
-
-def median_time(fn, repeat):
-    fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main():
@@ -40,9 +29,9 @@ def main():
                  args.reference / "zoo" / "densenet_121.prototxt"):
         text = path.read_text()
         strict = text.replace("ceil_mode: false", "round_mode: FLOOR")
-        ours = median_time(lambda: read_prototxt(path), args.repeat)
-        theirs = median_time(lambda: text_format.Parse(strict, caffe_pb2.NetParameter()),
-                             args.repeat)
+        ours = timed(lambda: read_prototxt(path), args.repeat)[0]
+        theirs = timed(lambda: text_format.Parse(strict, caffe_pb2.NetParameter()),
+                       args.repeat)[0]
         print(f"{path.name} ({len(text.splitlines())} lines): ours {ours * 1e3:.1f} ms, "
               f"protobuf text_format {theirs * 1e3:.1f} ms, ratio {ours / theirs:.2f}x")
     return 0
