@@ -14,7 +14,8 @@ from typing import Callable, Sequence
 
 from ..errors import NetError
 from .net import Layer, Net
-from ..registry import MACS, RULES, put
+from ..registry import MACS, RULES
+from ..registry import rule as register_rule
 
 Shape = tuple[int, ...]
 Rule = Callable[[Layer, list[Shape]], tuple[list[Shape], list[Shape]]]
@@ -33,10 +34,7 @@ def rule(*types: str, replace: bool = False) -> Callable[[Rule], Rule]:
 
     `layer.param` is the LayerParameter; `layer.extra` holds fork fields caffe.proto lacks. A
     type that has a rule already needs replace=True."""
-    def register(fn: Rule) -> Rule:
-        put(RULES, types, fn, "a shape rule", replace)
-        return fn
-    return register
+    return register_rule(*types, replace=replace)
 
 
 @dataclass

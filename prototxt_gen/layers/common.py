@@ -68,6 +68,11 @@ def same_bottoms(bottoms: list[Shape]) -> Shape:
 _KINDS = {bool: "true or false", int: "an integer", float: "a finite number"}
 
 
+def fork_given(layer: Layer, message: str, field: str) -> bool:
+    """Whether the file gives the fork field `message.field` (has_field for forks' fields)."""
+    return bool(layer.extra_values(message, field))
+
+
 def fork_value(layer: Layer, message: str, field: str, default: Any, kind: type) -> Any:
     """A fork field's first value (layer.extra: any value may come, since no schema checked
     it), checked to be of `kind` (bool, int or float). A bool may be written 1 or 0, as

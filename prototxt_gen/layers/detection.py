@@ -11,7 +11,7 @@ from ..errors import Unsupported
 from ..graph.shapes import ShapeMismatch
 from ..limits import check_memory
 from ..registry import draw, label, onnx_lowering, rule, torch_lowering
-from .common import FLT_MAX, fork_value
+from .common import FLT_MAX, fork_given, fork_value
 
 draw("detection", "PriorBox", "DetectionOutput")
 
@@ -47,7 +47,7 @@ def _numbers(layer, field: str) -> list[float]:
 def _size_pair(layer, one: str, h: str, w: str, kind: type) -> tuple:
     """A size given once (`one`) or as height and width, positive either way (LayerSetUp's
     checks); (0, 0) when absent: derived from the bottoms then."""
-    given = [f for f in (one, h, w) if layer.extra_values("prior_box_param", f)]
+    given = [f for f in (one, h, w) if fork_given(layer, "prior_box_param", f)]
     if not given:
         return 0, 0
     if one in given and len(given) > 1:

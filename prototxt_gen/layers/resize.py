@@ -6,13 +6,9 @@ from __future__ import annotations
 
 from ..graph.shapes import ShapeMismatch
 from ..registry import draw, label, onnx_lowering, rule, torch_lowering
-from .common import fork_value, lit, single
+from .common import fork_given, fork_value, lit, single
 
 draw("resize", "Interp", "Upsample")
-
-
-def _given(layer, field: str) -> bool:
-    return bool(layer.extra_values("interp_param", field))
 
 
 def interp_geometry(layer, bottom) -> tuple[int, int, int, int, int]:
@@ -29,13 +25,15 @@ def interp_geometry(layer, bottom) -> tuple[int, int, int, int, int]:
     h, w = (d + pad_beg + pad_end for d in bottom[2:])
     if h <= 0 or w <= 0:
         raise ShapeMismatch(f"interp_param: the cropping leaves {h}×{w}")
-    zoom, shrink = _given(layer, "zoom_factor"), _given(layer, "shrink_factor")
+    zoom, shrink = fork_given(layer, "interp_param", "zoom_factor"), \
+        fork_given(layer, "interp_param", "shrink_factor")
     if shrink:
         factor = get("shrink_factor", 1)
         if factor < 1:
             raise ShapeMismatch("interp_param.shrink_factor must be at least 1")
         out = [(h - 1) // factor + 1, (w - 1) // factor + 1]
-    elif not zoom and _given(layer, "height") and _given(layer, "width"):
+    elif not zoom and fork_given(layer, "interp_param", "height") and \
+            fork_given(layer, "interp_param", "width"):
         out = [get("height", 0), get("width", 0)]
     elif not zoom:
         raise ShapeMismatch("interp_param needs zoom_factor, shrink_factor or height and width")
@@ -115,7 +113,7 @@ def upsample_size(layer, bottom) -> tuple[int, int, int, int]:
     def get(field, default, kind=int):
         return fork_value(layer, "upsample_param", field, default, kind)
     given = [f for f in ("upsample_h", "upsample_w", "scale", "scale_h", "scale_w")
-             if _upsample_given(layer, f)]
+             if fork_given(layer, "upsample_param", f)]
     if "upsample_h" in given and "upsample_w" in given:
         out = get("upsample_h", 0), get("upsample_w", 0)
         if min(out) <= 1:
@@ -133,10 +131,6 @@ def upsample_size(layer, bottom) -> tuple[int, int, int, int]:
     if (pad_h and sh != 2) or (pad_w and sw != 2):
         raise ShapeMismatch("upsample_param: pad_out_h/pad_out_w need a scale of 2")
     return sh, sw, bottom[2] * sh - int(pad_h), bottom[3] * sw - int(pad_w)
-
-
-def _upsample_given(layer, field: str) -> bool:
-    return bool(layer.extra_values("upsample_param", field))
 
 
 @rule("Upsample")

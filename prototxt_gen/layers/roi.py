@@ -9,7 +9,7 @@ import math
 
 from ..graph.shapes import ShapeMismatch
 from ..registry import draw, label, onnx_lowering, rule, torch_lowering
-from .common import fork_value
+from .common import fork_given, fork_value
 
 draw("pooling", "ROIPooling", "PSROIPooling")
 
@@ -68,7 +68,7 @@ def _roi_pooling_onnx(b):
 def psroi_params(layer) -> tuple[float, int, int]:
     """(spatial_scale, output_dim, group_size), each required."""
     def get(field, kind):
-        if not layer.extra_values("psroi_pooling_param", field):
+        if not fork_given(layer, "psroi_pooling_param", field):
             raise ShapeMismatch(f"psroi_pooling_param.{field} is required")
         return fork_value(layer, "psroi_pooling_param", field, 0, kind)
     scale, dim, group = (get("spatial_scale", float), get("output_dim", int),
