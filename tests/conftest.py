@@ -31,6 +31,13 @@ def run_cli(*args, cwd=None, env=None):
                           capture_output=True, text=True, cwd=cwd, env=env, timeout=120)
 
 
+def assert_last_error(result, message, code=2):
+    """The CLI failed with exit `code`, its last stderr line this error (notes may precede it:
+    a fork file's warnings)."""
+    assert result.returncode == code, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == f"prototxt-gen: error: {message}"
+
+
 def assert_error(result, message, code=2):
     """The CLI failed as it promises: exit `code`, nothing on stdout, one line on stderr."""
     assert (result.returncode, result.stdout) == (code, ""), result.stderr

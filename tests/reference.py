@@ -105,3 +105,15 @@ def assert_close_to(refs, ours, what="blob"):
         err = np.abs(got - ref.reshape(got.shape)).max()
         assert err <= bound(ref), f"{what} '{blob}': max|Δ| {err:.3g} vs OpenCV"
     return len(refs)
+
+
+def onnx_blobs(net, blobs, xs, opset=17):
+    """{blob: value} of our ONNX model of `net` made to output `blobs`, run by onnxruntime on
+    inputs xs (in the net's input order)."""
+    import onnxruntime as ort
+    from prototxt_gen.backends.onnx import translate
+    t = translate(net, outputs=blobs, opset=opset)
+    session = ort.InferenceSession(t.model.SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    return dict(zip(t.outputs, session.run(None, dict(zip(t.inputs, xs)))))
+

@@ -9,15 +9,14 @@ import pytest
 torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
 
-from prototxt_gen.backends.onnx import translate
 from prototxt_gen.backends.pytorch import to_torch
 from prototxt_gen.caffe.reader import read_prototxt
 from prototxt_gen.graph.shapes import infer
 from prototxt_gen.layers.detection import prior_box_params, prior_boxes
 from prototxt_gen.view.render import family, key_params
 
-from conftest import DATA, run_cli
-from reference import assert_close_to, inputs_for, opencv_blobs, with_weights
+from conftest import DATA, assert_last_error, run_cli
+from reference import assert_close_to, inputs_for, onnx_blobs, opencv_blobs, with_weights
 
 SSD = DATA / "ssd_head.prototxt"
 
@@ -121,11 +120,7 @@ def test_priors_match_opencv_in_both_back_ends(tmp_path):
     refs = opencv_blobs(net, prototxt, weights, xs, blobs)
     assert {"conv1_priorbox", "conv2_priorbox", "mbox_priorbox"} <= set(refs)
     assert assert_close_to(refs, ours) >= 20
-    t = translate(net, outputs=blobs)
-    session = ort.InferenceSession(t.model.SerializeToString(),
-                                   providers=["CPUExecutionProvider"])
-    onnx_out = dict(zip(t.outputs, session.run(None, dict(zip(t.inputs, xs)))))
-    assert assert_close_to(refs, onnx_out) >= 20
+    assert assert_close_to(refs, onnx_blobs(net, blobs, xs)) >= 20
 
 
 @pytest.mark.parametrize("field,error", [
@@ -140,11 +135,8 @@ def test_bad_prior_box_parameters_are_one_line_errors(tmp_path, field, error):
     path.write_text('input: "data" input_shape { dim: 1 dim: 3 dim: 32 dim: 32 }\n'
                     'layer { name: "pb" type: "PriorBox" bottom: "data" bottom: "data" top: "pb"'
                     f' prior_box_param {{ min_size: 10.0 {field} }} }}\n')
-    r = run_cli("info", path)
-    assert r.returncode == 2
-    assert r.stderr.strip().splitlines()[-1] == (
-        f"prototxt-gen: error: {path}: layer 'pb' (PriorBox): {error} "
-        "(input 1×3×32×32, 1×3×32×32)")
+    assert_last_error(run_cli("info", path), f"{path}: layer 'pb' (PriorBox): {error} "
+                                             "(input 1×3×32×32, 1×3×32×32)")
 
 
 # -- DetectionOutput -----------------------------------------------------------------------

@@ -6,15 +6,15 @@ import pytest
 torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
 
-from prototxt_gen.backends.onnx import to_onnx, translate
+from prototxt_gen.backends.onnx import to_onnx
 from prototxt_gen.backends.pytorch import to_torch
 from prototxt_gen.caffe.reader import read_prototxt
 from prototxt_gen.graph.shapes import infer
 from prototxt_gen.layers.resize import interp_geometry
 
 import numpy_ref
-from conftest import DATA, run_cli
-from reference import assert_close_to, inputs_for, opencv_blobs
+from conftest import DATA, assert_last_error, run_cli
+from reference import assert_close_to, inputs_for, onnx_blobs, opencv_blobs
 
 INTERP = DATA / "interp.prototxt"
 
@@ -62,10 +62,7 @@ def test_both_back_ends_follow_caffes_loop(opset):
             if layer.type == "Interp"}
     with torch.no_grad():
         ours = {k: v.numpy() for k, v in to_torch(net).blobs(torch.from_numpy(xs[0])).items()}
-    t = translate(net, outputs=tops, opset=opset)
-    session = ort.InferenceSession(t.model.SerializeToString(),
-                                   providers=["CPUExecutionProvider"])
-    onnx_out = dict(zip(t.outputs, session.run(None, {"data": xs[0]})))
+    onnx_out = onnx_blobs(net, tops, xs, opset)
     for top in tops:
         assert np.abs(ours[top] - want[top]).max() <= 1e-5, top
         assert np.abs(onnx_out[top] - want[top]).max() <= 1e-5, top
@@ -104,10 +101,8 @@ def test_bad_interp_parameters(tmp_path, param, error):
     path.write_text('input: "data" input_shape { dim: 1 dim: 3 dim: 8 dim: 8 }\n'
                     'layer { name: "i" type: "Interp" bottom: "data" top: "i" '
                     f'interp_param {{ {param} }} }}\n')
-    r = run_cli("info", path)
-    assert r.returncode == 2
-    assert r.stderr.strip().splitlines()[-1] == \
-        f"prototxt-gen: error: {path}: layer 'i' (Interp): {error} (input 1×3×8×8)"
+    assert_last_error(run_cli("info", path), f"{path}: layer 'i' (Interp): {error} "
+                                             "(input 1×3×8×8)")
 
 
 # -- SegNet's Upsample and the pooling mask ---------------------------------------------------
@@ -159,10 +154,7 @@ def test_pooling_mask_and_upsample_follow_caffes_loops(opset):
     want["nearest"] = numpy_ref.upsample(net.layer("nearest"), conv1)[0]
     assert want["nearest"].shape == (2, 4, 27, 24)
     names = sorted(want)
-    t = translate(net, outputs=names, opset=opset)
-    session = ort.InferenceSession(t.model.SerializeToString(),
-                                   providers=["CPUExecutionProvider"])
-    onnx_out = dict(zip(t.outputs, session.run(None, {"data": xs[0]})))
+    onnx_out = onnx_blobs(net, names, xs, opset)
     for name in names:
         assert np.abs(ours[name] - want[name]).max() <= 1e-6, name
         assert np.abs(onnx_out[name] - want[name]).max() <= 1e-6, (name, opset)
