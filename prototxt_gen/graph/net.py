@@ -75,9 +75,13 @@ class Layer:
         return len(self.param.top) > 0 and list(self.param.top) == list(self.param.bottom)
 
     def extra_values(self, message: str, field: str) -> list:
-        """Every value of a fork field `message.field` kept in `extra` (e.g. permute_param.order)."""
-        return [v for m in self.extra.get(message, []) if isinstance(m, dict)
-                for v in m.get(field, [])]
+        """Every value of a fork field `message.field` kept in `extra` (e.g. permute_param.order);
+        `message` may name a nested one, e.g. detection_output_param.nms_param."""
+        outer, *inner = message.split(".")
+        messages = [m for m in self.extra.get(outer, []) if isinstance(m, dict)]
+        for name in inner:
+            messages = [sub for m in messages for sub in m.get(name, []) if isinstance(sub, dict)]
+        return [v for m in messages for v in m.get(field, [])]
 
     def extra_value(self, message: str, field: str, default: Any) -> Any:
         """The first value of a fork field, or `default`."""

@@ -134,6 +134,7 @@ def _prior_box_shape(layer, bottoms):
 
 
 CODE_TYPES = {"CORNER": 1, "CENTER_SIZE": 2, "CORNER_SIZE": 3}
+NMS = "detection_output_param.nms_param"
 
 
 @dataclass(frozen=True)
@@ -151,23 +152,10 @@ class DetectionParams:
     clip: bool                    # OpenCV's fork field: clip decoded boxes to [0, 1]
 
 
-def _nms_value(layer, field: str, default, kind: type):
-    values = [v for m in layer.extra.get("detection_output_param", []) if isinstance(m, dict)
-              for sub in m.get("nms_param", []) if isinstance(sub, dict)
-              for v in sub.get(field, [])]
-    value = values[0] if values else default
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and \
-        math.isfinite(value) and (kind is float or isinstance(value, int))
-    if not ok:
-        raise ShapeMismatch(f"detection_output_param.nms_param.{field} must be a number, "
-                            f"not {value!r}")
-    return kind(value)
-
-
 def detection_params(layer) -> DetectionParams:
     """DetectionOutput's parameters with SSD's defaults, checked as its LayerSetUp does."""
-    def get(field, default, kind):
-        return fork_value(layer, "detection_output_param", field, default, kind)
+    def get(field, default, kind, message="detection_output_param"):
+        return fork_value(layer, message, field, default, kind)
     classes = get("num_classes", 0, int)
     if classes < 1:
         raise ShapeMismatch("detection_output_param.num_classes must be given, and positive")
@@ -176,13 +164,13 @@ def detection_params(layer) -> DetectionParams:
     if code not in CODE_TYPES:
         raise ShapeMismatch(f"detection_output_param.code_type {code!r} is not one of "
                             f"{', '.join(CODE_TYPES)}")
-    nms_threshold = _nms_value(layer, "nms_threshold", 0.3, float)
-    eta = _nms_value(layer, "eta", 1.0, float)
+    nms_threshold = get("nms_threshold", 0.3, float, NMS)
+    eta = get("eta", 1.0, float, NMS)
     if nms_threshold < 0 or not 0 < eta <= 1:
         raise ShapeMismatch("nms_param: nms_threshold must be >= 0 and eta in (0, 1]")
     return DetectionParams(
         classes, get("share_location", True, bool), get("background_label_id", 0, int),
-        nms_threshold, _nms_value(layer, "top_k", -1, int), eta, get("keep_top_k", -1, int),
+        nms_threshold, get("top_k", -1, int, NMS), eta, get("keep_top_k", -1, int),
         get("confidence_threshold", -FLT_MAX, float), code,
         get("variance_encoded_in_target", False, bool), get("clip", False, bool))
 
