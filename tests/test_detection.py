@@ -259,7 +259,7 @@ def onnx_run(model, xs):
     return session.run(None, dict(zip([i.name for i in session.get_inputs()], xs)))
 
 
-@pytest.mark.parametrize("opset", [13, 17, 20])
+@pytest.mark.parametrize("opset", list(range(13, 21)))
 def test_detections_in_onnx_equal_pytorchs(tmp_path, opset):
     """ONNX (standard ops, onnxruntime) gives the module's detections, rows and order, at
     batch 1 and 2 (the second image: another input), and passes onnx.checker's full check."""

@@ -53,7 +53,7 @@ def test_shapes_and_info():
     assert r.returncode == 0 and "Interp" in r.stdout, r.stderr
 
 
-@pytest.mark.parametrize("opset", [13, 17, 18, 20])
+@pytest.mark.parametrize("opset", list(range(13, 21)))
 def test_both_back_ends_follow_caffes_loop(opset):
     net = read_prototxt(INTERP)
     xs = inputs_for(net)
@@ -137,7 +137,7 @@ def caffe_max_pool_with_mask(x, layer):
     return out, mask
 
 
-@pytest.mark.parametrize("opset", [13, 17, 20])
+@pytest.mark.parametrize("opset", list(range(13, 21)))
 def test_pooling_mask_and_upsample_follow_caffes_loops(opset):
     from weights import random_weights
     net = random_weights(read_prototxt(SEGNET))
