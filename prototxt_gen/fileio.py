@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import stat
-import tempfile
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
@@ -45,20 +45,33 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     the system's)."""
     mode = check_target(path)
     path = Path(path)
+    # The name is chosen before the file exists, so that a SIGTERM raised at any point after
+    # (even inside the call that creates it) finds a name to remove.
+    tmp, created = "", False
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:64]}.", suffix=".part")
-        os.close(fd)
-    except OSError as exc:
-        raise OutputError(f"{path}: cannot write: {exc.strerror}") from None
-    try:
+        for _ in range(100):
+            tmp = os.fspath(path.parent / f".{path.name[:64]}.{secrets.token_hex(5)}.part")
+            try:
+                os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            except FileExistsError:  # someone else's file: try another name
+                tmp = ""
+                continue
+            except OSError as exc:
+                tmp = ""
+                raise OutputError(f"{path}: cannot write: {exc.strerror}") from None
+            created = True
+            break
+        if not created:
+            raise OutputError(f"{path}: cannot write: no free temporary name beside it")
         yield tmp
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        if tmp:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
         if isinstance(exc, OSError):
             raise OutputError(f"{path}: cannot write: {exc.strerror}") from None
         raise
