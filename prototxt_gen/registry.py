@@ -23,9 +23,10 @@ FAMILIES: dict[str, str] = {}
 MACS: dict[str, Callable] = {}
 # layer type -> fn(layer, layer_shapes) -> the lines a picture shows in its node (none: [])
 LABELS: dict[str, Callable] = {}
-# layer type -> fn(k) -> the value that fills weight blob k of a layer without weights so that
-# the layer is harmless (graph/placeholders.py); a type without one gets zeros
-PLACEHOLDERS: dict[str, Callable[[int], float]] = {}
+# layer type -> fn(layer, k, shape) -> the value (a number, or an array of that shape) that
+# fills weight blob k of a layer without weights so that the layer is harmless, or as its
+# deterministic filler makes it (graph/placeholders.py); a type without one gets zeros
+PLACEHOLDERS: dict[str, Callable] = {}
 
 
 def put(table: dict[str, Any], names: Iterable[str], value: Any, what: str,

@@ -149,6 +149,26 @@ def _broadcast(x, factor, axis):
     return factor.reshape((1,) * axis + factor.shape + (1,) * (x.ndim - axis - factor.ndim))
 
 
+@ref("BN")
+def fork_bn(layer, x):
+    """The forks' BN (docs/caffe.md §13), each fork's bn_layer.cpp in its order of float32
+    operations: the mean subtracted, times (var + eps)^-1/2 (or divided by the batch's
+    sqrt(var + eps)), times the slope, plus the bias."""
+    from prototxt_gen.layers.normalization import bn_form
+    f32 = np.float32
+    form, eps, _ = bn_form(layer)
+    c = x.shape[1]
+    scale, shift = (np.asarray(b, f32).reshape(1, c, 1, 1) for b in layer.blobs[:2])
+    if form == "scale and shift":
+        return [x * scale + shift]
+    if form == "moving statistics":
+        mean, var = (np.asarray(b, f32).reshape(1, c, 1, 1) for b in layer.blobs[2:4])
+        return [((x - mean) * np.power(var + f32(eps), f32(-0.5))) * scale + shift]
+    mean = x.astype(np.float64).mean(axis=(0, 2, 3), keepdims=True)
+    var = ((x - mean) ** 2).mean(axis=(0, 2, 3), keepdims=True)
+    return [((x - mean.astype(f32)) / np.sqrt(var + eps).astype(f32)) * scale + shift]
+
+
 @ref("Scale")
 def scale(layer, x, factor=None):
     sp = layer.param.scale_param

@@ -1,5 +1,7 @@
 """PSPNet's and DeepLab's Interp: shapes, both back ends against a loop reading of Caffe's
-caffe_cpu_interp2 and against OpenCV, ONNX opsets 13-20."""
+caffe_cpu_interp2 and against OpenCV, ONNX opsets 13-20; FCN's bilinear Deconvolution."""
+import math
+
 import numpy as np
 import pytest
 
@@ -158,3 +160,71 @@ def test_pooling_mask_and_upsample_follow_caffes_loops(opset):
     for name in names:
         assert np.abs(ours[name] - want[name]).max() <= 1e-6, name
         assert np.abs(onnx_out[name] - want[name]).max() <= 1e-6, (name, opset)
+
+
+# -- FCN's and DeepLab's upsampling Deconvolution with the bilinear filler --------------------
+
+FCN_UPSAMPLE = '''input: "data" input_shape { dim: 2 dim: 3 dim: 7 dim: 9 }
+layer { name: "up" type: "Deconvolution" bottom: "data" top: "up"
+  param { lr_mult: 0 decay_mult: 0 }
+  convolution_param { num_output: 3 group: 3 kernel_size: %d stride: %d pad: %d
+    bias_term: false weight_filler { type: "bilinear" } } }
+'''
+
+
+def caffe_bilinear_filler(c, w):
+    """filler.hpp's BilinearFiller, element by element over a C×1×w×w blob (float32)."""
+    f32 = np.float32
+    f = int(np.ceil(w / 2.0))
+    center = f32((w - 1) / (2.0 * f))
+    data = np.empty(c * w * w, np.float32)
+    for i in range(data.size):
+        x, y = f32(i % w), f32((i // w) % w)
+        data[i] = (f32(1) - abs(x / f32(f) - center)) * (f32(1) - abs(y / f32(f) - center))
+    return data.reshape(c, 1, w, w)
+
+
+def caffe_deconvolution(x, weight, stride, pad):
+    """A grouped (one group per channel) Deconvolution as Caffe's col2im scatters it: each
+    input value times the kernel added at (i·stride - pad, j·stride - pad), cropped."""
+    n, c, h, w = x.shape
+    k = weight.shape[-1]
+    full = np.zeros((n, c, (h - 1) * stride + k, (w - 1) * stride + k), np.float64)
+    for i in range(h):
+        for j in range(w):
+            full[:, :, i * stride:i * stride + k, j * stride:j * stride + k] += \
+                x[:, :, i:i + 1, j:j + 1] * weight[None, :, 0]
+    ho, wo = (h - 1) * stride + k - 2 * pad, (w - 1) * stride + k - 2 * pad
+    return full[:, :, pad:pad + ho, pad:pad + wo].astype(np.float32)
+
+
+@pytest.mark.parametrize("factor", [2, 3, 8])
+def test_fcn_bilinear_upsampling_without_weights(tmp_path, factor):
+    """kernel 2f - f%2, stride f, pad ceil((f-1)/2), the bilinear filler and no caffemodel (the
+    weights are the filler's, lr_mult 0): the placeholder weights are the filler's; both back
+    ends give Caffe's scatter of that kernel, which upsamples a constant map to the same
+    constant away from the border, and OpenCV gives the same from those weights."""
+    from prototxt_gen import write_caffemodel
+    from prototxt_gen.graph.placeholders import fill_placeholders
+    k, pad = 2 * factor - factor % 2, math.ceil((factor - 1) / 2)
+    path = tmp_path / "fcn.prototxt"
+    path.write_text(FCN_UPSAMPLE % (k, factor, pad))
+    net = read_prototxt(path)
+    assert fill_placeholders(net) == ["up"]  # what ONNX conversion and --verify do
+    assert np.array_equal(net.layer("up").blobs[0], caffe_bilinear_filler(3, k))
+    x = np.random.default_rng(0).standard_normal((2, 3, 7, 9)).astype(np.float32)
+    want = caffe_deconvolution(x, caffe_bilinear_filler(3, k), factor, pad)
+    assert infer(net)[-1].tops == [want.shape]
+    with torch.no_grad():
+        got = to_torch(net)(torch.from_numpy(x)).numpy()
+    assert np.abs(got - want).max() <= 1e-5
+    (onnx_got,) = ort.InferenceSession(to_onnx(net).SerializeToString(), providers=[
+        "CPUExecutionProvider"]).run(None, {"data": x})
+    assert np.abs(onnx_got - want).max() <= 1e-5
+    with torch.no_grad():
+        flat = to_torch(net)(torch.full((1, 3, 7, 9), 2.5)).numpy()
+    inner = flat[:, :, 2 * factor:-2 * factor, 2 * factor:-2 * factor]
+    assert inner.size and np.abs(inner - 2.5).max() <= 1e-5
+    write_caffemodel(net, tmp_path / "fcn.caffemodel")
+    ref = opencv_blobs(net, path, tmp_path / "fcn.caffemodel", [x], ["up"])["up"]
+    assert np.abs(ref - want).max() <= 1e-5

@@ -18,7 +18,10 @@ def placeholder(layer, k: int, shape: Sequence[int]) -> np.ndarray:
     otherwise (registry.placeholder: factors and variances 1, so that BatchNorm and Scale are
     the identity; PReLU's slope Caffe's default 0.25)."""
     fill = PLACEHOLDERS.get(layer.type)
-    return np.full(shape, fill(k) if fill else 0.0, np.float32)
+    value = fill(layer, k, tuple(shape)) if fill else 0.0
+    if isinstance(value, np.ndarray):
+        return value.astype(np.float32).reshape(shape)
+    return np.full(shape, value, np.float32)
 
 
 def fill_placeholders(net: Net) -> list[str]:
@@ -48,6 +51,8 @@ def random_blob(rng: np.random.Generator, kind: str, k: int, shape) -> np.ndarra
                 np.ones(shape, np.float32)][min(k, 2)]
     if kind == "Scale" and k == 0:
         return 1 + 0.1 * x
+    if kind == "BN":  # the forks' 1×C×1×1 slope, bias, mean, variance
+        return [1 + 0.1 * x, 0.1 * x, 0.1 * x, 1 + 0.1 * np.abs(x)][min(k, 3)]
     if kind == "PReLU":
         return np.full(shape, 0.25, np.float32)
     if len(shape) > 1:  # weights: (outputs, fan-in...) for convolutions and inner products

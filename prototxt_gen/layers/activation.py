@@ -13,7 +13,7 @@ from .common import lit, linear_onnx, one_bottom, single
 
 draw("activation", "ReLU", "PReLU", "ReLU6", "Sigmoid", "TanH", "ELU", "AbsVal", "BNLL",
      "Power", "Exp", "Log", "Threshold", "Clip", "Swish", "HardSwish", "Mish", "Dropout")
-placeholder("PReLU")(lambda k: 0.25)  # Caffe's default slope
+placeholder("PReLU")(lambda layer, k, shape: 0.25)  # Caffe's default slope
 
 
 # -- shapes -----------------------------------------------------------------------------

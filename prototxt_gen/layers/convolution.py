@@ -7,12 +7,31 @@ from typing import Any
 
 from ..errors import Unsupported
 from ..graph.shapes import Shape, ShapeMismatch
-from ..registry import draw, label, macs, onnx_lowering, rule, torch_lowering
+from ..registry import draw, label, macs, onnx_lowering, placeholder, rule, torch_lowering
 from .common import (axis_index, each_bottom, one, one_bottom, same_bottoms, same_text, spatial,
                      window_text)
 
 draw("convolution", "Convolution", "Deconvolution", "ConvolutionDepthwise")
 draw("inner product", "InnerProduct", "Embed")
+
+
+@placeholder("Convolution", "Deconvolution")
+def bilinear_filler(layer, k: int, shape: tuple[int, ...]):
+    """Caffe's BilinearFiller where the file asks for it (FCN's and DeepLab's upsampling
+    deconvolutions, lr_mult 0): every square w×w kernel gets (1 - |x/f - c|)·(1 - |y/f - c|),
+    f = ceil(w/2), c = (w - 1)/(2f), in float32 as filler.hpp computes it. Other weights of a
+    net without its caffemodel are zeros (graph/placeholders.py)."""
+    cp = layer.param.convolution_param
+    if k != 0 or cp.weight_filler.type != "bilinear" or len(shape) != 4 \
+            or shape[2] != shape[3]:
+        return 0.0
+    import numpy as np  # here: generating a net's text needs no numpy
+    f32 = np.float32
+    w = shape[3]
+    f = math.ceil(w / 2)
+    c = f32((w - 1) / (2.0 * f))
+    line = f32(1) - np.abs(np.arange(w, dtype=f32) / f32(f) - c)
+    return np.broadcast_to(line[:, None] * line[None, :], shape)
 
 
 # -- shapes -----------------------------------------------------------------------------

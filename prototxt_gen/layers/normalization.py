@@ -1,21 +1,26 @@
 """Normalizations and per-channel affines: BatchNorm (its statistics divided by the scale-factor
-blob, docs/caffe.md §3), Scale, Bias, LRN (across and within channels), MVN and SSD's Normalize."""
+blob, docs/caffe.md §3), Scale, Bias, LRN (across and within channels), MVN, SSD's Normalize and
+the forks' BN (PSPNet's and SegNet's)."""
 from __future__ import annotations
 
 from typing import Any
 
-from ..errors import Unsupported
+from ..errors import Unsupported, shown
 from ..graph.net import Layer
 from ..graph.shapes import Shape, ShapeMismatch, format_shape
 from ..proto import caffe_pb2
 from ..proto.prototxt import format_float32
 from ..registry import draw, label, onnx_lowering, placeholder, rule, torch_lowering
-from .common import axis_index, fork_value, lit, linear_onnx, one_bottom, single
+from .common import (axis_index, fork_given, fork_value, lit, linear_onnx, one_bottom,
+                     single)
 
-draw("normalization", "BatchNorm", "Scale", "Bias", "LRN", "MVN", "Normalize")
-placeholder("BatchNorm")(lambda k: float(k >= 1))  # mean 0, variance and factor 1
-placeholder("Scale")(lambda k: float(k == 0))      # factor 1, bias 0
-placeholder("Normalize")(lambda k: 1.0)
+draw("normalization", "BatchNorm", "Scale", "Bias", "LRN", "MVN", "Normalize", "BN")
+# BatchNorm: mean 0, variance and factor 1; Scale: factor 1, bias 0; BN: slope 1, bias 0,
+# mean 0, variance 1
+placeholder("BatchNorm")(lambda layer, k, shape: float(k >= 1))
+placeholder("Scale")(lambda layer, k, shape: float(k == 0))
+placeholder("Normalize")(lambda layer, k, shape: 1.0)
+placeholder("BN")(lambda layer, k, shape: float(k in (0, 3)))
 
 
 # -- shapes -----------------------------------------------------------------------------
@@ -127,6 +132,47 @@ def _normalize_shape(layer, bottoms):
     return [bottom], [(1,) if shared else (bottom[1],)]
 
 
+# The forks' BN: one type name, three layers (docs/caffe.md §13), told apart by their fields.
+# - yjxiong's (TSN, PSPNet's later code): blobs slope, bias, moving mean, moving variance, each
+#   1×C×1×1; at test time y = slope·(x − mean)·(variance + eps)^−½ + bias, bn_param.eps (1e-5).
+# - PSPNet's released files (scale_filler, moving_average: true, decay): the same four blobs and
+#   formula with var_eps (1e-10); without moving_average it uses the batch's own statistics.
+# - SegNet's (alexgkendall/caffe-segnet; scale_filler and shift_filler, bn_mode): blobs scale
+#   and shift; INFERENCE gives y = scale·x + shift (compute_bn_statistics.py folds the
+#   statistics in), LEARN (its default) the batch's own statistics with eps 1e-9.
+BN_MOVING, BN_AFFINE, BN_BATCH = "moving statistics", "scale and shift", "batch statistics"
+
+
+def bn_form(layer: Layer) -> tuple[str, float, int]:
+    """Which BN the layer is: its form, eps and number of blobs."""
+    def given(*fields):
+        return any(fork_given(layer, "bn_param", f) for f in fields)
+    if given("bn_mode"):
+        mode = layer.extra_value("bn_param", "bn_mode", None)
+        if mode in ("INFERENCE", 1):
+            return BN_AFFINE, 0.0, 2
+        if mode not in ("LEARN", 0):
+            raise ShapeMismatch(f"bn_param.bn_mode must be LEARN or INFERENCE, not "
+                                f"{shown(mode)}")
+        return BN_BATCH, 1e-9, 2
+    if given("var_eps", "moving_average", "decay"):
+        eps = fork_value(layer, "bn_param", "var_eps", 1e-10, float)
+        moving = fork_value(layer, "bn_param", "moving_average", False, bool)
+        return (BN_MOVING if moving else BN_BATCH), eps, 4
+    if given("scale_filler", "shift_filler"):
+        return BN_BATCH, 1e-9, 2
+    return BN_MOVING, fork_value(layer, "bn_param", "eps", 1e-5, float), 4
+
+
+@rule("BN")
+def _bn_shape(layer, bottoms):
+    bottom = one_bottom(bottoms)
+    if len(bottom) != 4:
+        raise ShapeMismatch(f"BN takes a 4-D input (N×C×H×W), not {format_shape(bottom)}")
+    _, _, count = bn_form(layer)
+    return [bottom], [(1, bottom[1], 1, 1)] * count
+
+
 # -- the picture's label -------------------------------------------------------------------
 
 @label("LRN")
@@ -162,6 +208,27 @@ def _batch_norm_torch(b):
         kwargs = {"eps": eps, **kwargs}
     return b.emit("{m}({0})", b.ctor(_BATCHNORM[len(bottom)], (bottom[1],), kwargs, tensors),
                    keys)
+
+
+@torch_lowering("BN")
+def _bn_torch(b):
+    single(b)
+    c = b.s.bottoms[0][1]
+    form, eps, count = bn_form(b.layer)
+    flat = (lambda a: a.reshape(-1))  # noqa: E731 - 1×C×1×1 blobs as torch's C vectors
+    names = ["weight", "bias"] + (["running_mean", "running_var"] if form == BN_MOVING else [])
+    tensors = {name: b.blob(k, flat) for k, name in enumerate(names)}
+    keys = [(n, None) for n in names] + [b.np.zeros((1, c, 1, 1), b.np.float32)] * \
+        (count - len(names))  # the unused statistics of a layer in batch mode
+    if form == BN_AFFINE:
+        return b.emit("{m}({0})", b.ctor("Scale", ((c,), 2), {}, tensors), keys)
+    if form == BN_MOVING:
+        tensors["num_batches_tracked"] = None if not b.layer.blobs else \
+            b.np.zeros((), b.np.int64)
+        kwargs = {"eps": eps}
+    else:  # the batch's own statistics: a BatchNorm2d that tracks none
+        kwargs = {"eps": eps, "track_running_stats": False}
+    return b.emit("{m}({0})", b.ctor("nn.BatchNorm2d", (c,), kwargs, tensors), keys)
 
 
 @torch_lowering("Scale")
@@ -240,14 +307,13 @@ def _normalize_torch(b):
 
 # -- ONNX -------------------------------------------------------------------------------
 
-def _batch_statistics(b, x: str, eps: float) -> None:
-    """(x - mean) / sqrt(var + eps) over every axis but the channels, as Caffe's BatchNorm
+def _batch_statistics(b, x: str, eps: float) -> tuple[str, str]:
+    """(x - mean, sqrt(var + eps)) over every axis but the channels, as Caffe's BatchNorm
     does when use_global_stats is false."""
     axes = [0] + list(range(2, len(b.s.bottoms[0])))
     centered = b.op("Sub", [x, b.reduce("ReduceMean", x, axes, True)])
     var = b.reduce("ReduceMean", b.op("Mul", [centered, centered]), axes, True)
-    std = b.op("Sqrt", [b.op("Add", [var, b.scalar(eps, "eps")])])
-    b.out("Div", [centered, std])
+    return centered, b.op("Sqrt", [b.op("Add", [var, b.scalar(eps, "eps")])])
 
 
 def _statistics(b) -> tuple[str, str]:
@@ -262,7 +328,7 @@ def _batch_norm_onnx(b):
     single(b)
     bp = b.layer.param.batch_norm_param
     if bp.HasField("use_global_stats") and not bp.use_global_stats:
-        _batch_statistics(b, b.x[0], batchnorm_eps(b.layer))
+        b.out("Div", list(_batch_statistics(b, b.x[0], batchnorm_eps(b.layer))))
         return
     if len(b.s.bottoms[0]) < 2:
         raise Unsupported("a 1-D input (BatchNorm normalizes axis 1)")
@@ -282,6 +348,23 @@ def batch_norm_with_scale(b, scale: Layer, s) -> None:
     beta = sb.blob(1, "bias") if scale.param.scale_param.bias_term else \
         sb.const(b.np.zeros(c), "bias")
     b.out("BatchNormalization", [b.x[0], gamma, beta, mean, var], epsilon=batchnorm_eps(b.layer))
+
+
+@onnx_lowering("BN")
+def _bn_onnx(b):
+    single(b)
+    c = b.s.bottoms[0][1]
+    form, eps, _ = bn_form(b.layer)
+    if form == BN_MOVING:
+        b.out("BatchNormalization", [b.x[0]] + [
+            b.blob(k, name, shape=(c,)) for k, name in
+            enumerate(("scale", "bias", "mean", "var"))], epsilon=eps)
+        return
+    scale, shift = b.blob(0, "scale"), b.blob(1, "shift")  # 1×C×1×1: broadcast as they are
+    x = b.x[0]
+    if form == BN_BATCH:
+        x = b.op("Div", list(_batch_statistics(b, x, eps)))
+    b.out("Add", [b.op("Mul", [x, scale]), shift])
 
 
 def _factor(b, sub, suffix: str) -> str:
