@@ -1,6 +1,6 @@
-"""SSD detection: MobileNet-SSD and OpenCV's res10 face detector (tests/data) with random
-weights of a trained net's scale (class scores amplified so that there are detections), against
-OpenCV's dnn on the same files and the same input, in one process.
+"""SSD detection: MobileNet-SSD, OpenCV's res10 face detector and VGG16 SSD300 (tests/data)
+with random weights of a trained net's scale (class scores amplified so that there are
+detections), against OpenCV's dnn on the same files and the same input, in one process.
 
     python benchmarks/detection.py [--repeat 30] [--threads 1]
 
@@ -33,7 +33,8 @@ from timing import timed
 from weights import random_weights
 
 FILES = [ROOT / "tests" / "data" / "chuanqi305_MobileNetSSD_deploy.prototxt",
-         ROOT / "tests" / "data" / "opencv_face_detector_deploy.prototxt"]
+         ROOT / "tests" / "data" / "opencv_face_detector_deploy.prototxt",
+         ROOT / "tests" / "data" / "weiliu89_VGG_VOC0712_SSD_300x300_deploy.prototxt"]
 
 
 def show(label, t, base=None):

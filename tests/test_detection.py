@@ -315,39 +315,67 @@ def test_detection_variants_follow_caffes_loop_in_both_back_ends(tmp_path, varia
         assert want.tolist() == [[[[0] + [-1] * 6, [1] + [-1] * 6]]]
 
 
-def test_python_export_runs_the_detections(tmp_path):
-    """--to python copies the DetectionOutput module into the file; it gives the runtime
-    module's detections. --to pytorch says in one line why it cannot."""
-    import importlib.util
+def test_python_and_pt2_exports_run_the_detections(tmp_path):
+    """--to python copies the DetectionOutput module into the file; --to pytorch writes a .pt2
+    program calling it as torch.ops.prototxt_gen.detection_output (the warning says to import
+    prototxt_gen.backends.pytorch to load it). In a fresh interpreter, both give the runtime
+    module's detections, the program at batch 1 and 3 (the file says 1)."""
     net, prototxt, weights = with_weights(tmp_path, SSD)
     r = run_cli("convert", prototxt, "--weights", weights, "--to", "python",
                 "-o", tmp_path / "ssd.py", "--class-name", "Ssd")
     assert r.returncode == 0, r.stderr
-    spec = importlib.util.spec_from_file_location("ssd_export", tmp_path / "ssd.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    exported = mod.Ssd()
-    exported.load_state_dict(torch.load(tmp_path / "ssd.pth"))
-    x = torch.from_numpy(inputs_for(net)[0])
+    r = run_cli("convert", prototxt, "--weights", weights, "--to", "pytorch",
+                "-o", tmp_path / "ssd.pt2")
+    assert r.returncode == 0, r.stderr
+    assert (f"prototxt-gen: warning: {tmp_path / 'ssd.pt2'} calls "
+            "torch.ops.prototxt_gen.detection_output: import prototxt_gen.backends.pytorch "
+            "before torch.export.load") in r.stderr
+    x = np.concatenate([inputs_for(net)[0], inputs_for(net, seed=5)[0],
+                        inputs_for(net, seed=6)[0]])
+    np.save(tmp_path / "x.npy", x)
+    script = f"""
+import importlib.util, sys
+import numpy as np, torch
+import prototxt_gen.backends.pytorch  # registers the .pt2 program's operators
+spec = importlib.util.spec_from_file_location("ssd_export", {str(tmp_path / "ssd.py")!r})
+mod = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(mod)
+model = mod.Ssd()
+model.load_state_dict(torch.load({str(tmp_path / "ssd.pth")!r}))
+program = torch.export.load({str(tmp_path / "ssd.pt2")!r}).module()
+x = torch.from_numpy(np.load({str(tmp_path / "x.npy")!r}))
+with torch.no_grad():
+    np.save({str(tmp_path / "py.npy")!r}, model.eval()(x[:1]).numpy())
+    np.save({str(tmp_path / "pt2_1.npy")!r}, program(x[:1]).numpy())
+    np.save({str(tmp_path / "pt2_3.npy")!r}, program(x).numpy())
+"""
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    model = to_torch(net)
     with torch.no_grad():
-        assert torch.equal(exported.eval()(x), to_torch(net)(x))
-    r = run_cli("convert", prototxt, "--to", "pytorch", "-o", tmp_path / "ssd.pt2")
-    assert r.returncode == 2 and not (tmp_path / "ssd.pt2").exists()
-    assert "cannot export a .pt2 program: 'detection_out' (DetectionOutput)" in r.stderr
+        one, three = model(torch.from_numpy(x[:1])).numpy(), model(torch.from_numpy(x)).numpy()
+    assert one.shape[2] > 5 and len(set(three[0, 0, :, 0])) == 3
+    assert np.array_equal(np.load(tmp_path / "py.npy"), one)
+    assert np.array_equal(np.load(tmp_path / "pt2_1.npy"), one)
+    assert np.array_equal(np.load(tmp_path / "pt2_3.npy"), three)
 
 
-# -- real SSD files: OpenCV's res10 face detector, MobileNet-SSD ---------------------------
+# -- real SSD files: OpenCV's res10 face detector, MobileNet-SSD, VGG16 SSD300 -------------
 
 FACE = DATA / "opencv_face_detector_deploy.prototxt"
 MOBILENET_SSD = DATA / "chuanqi305_MobileNetSSD_deploy.prototxt"
-REAL = [FACE, MOBILENET_SSD]
+VGG_SSD300 = DATA / "weiliu89_VGG_VOC0712_SSD_300x300_deploy.prototxt"
+REAL = [FACE, MOBILENET_SSD, VGG_SSD300]
 
 
 @pytest.mark.parametrize("path", REAL, ids=lambda p: p.stem)
 def test_real_ssd_files_read_render_and_convert(tmp_path, path):
     for command in (["info", path], ["render", path, "-o", tmp_path / "ssd.dot"],
                     ["convert", path, "--to", "onnx", "-o", tmp_path / "ssd.onnx"],
-                    ["convert", path, "--to", "python", "-o", tmp_path / "ssd.py"]):
+                    ["convert", path, "--to", "python", "-o", tmp_path / "ssd.py"],
+                    ["convert", path, "--to", "pytorch", "-o", tmp_path / "ssd.pt2"]):
         r = run_cli(*command)
         assert r.returncode == 0, (command, r.stderr)
     assert "DetectionOutput  1×1×200×7" in run_cli("info", path).stdout
@@ -374,6 +402,7 @@ def detector_weights(tmp_path, path, gain=3.0):
 @pytest.mark.parametrize("path", REAL, ids=lambda p: p.stem)
 def test_real_ssd_detections_match_opencv_in_both_back_ends(tmp_path, path):
     from prototxt_gen.backends.onnx import to_onnx
+    from prototxt_gen.backends.pytorch import save_exported
     net, prototxt, weights = detector_weights(tmp_path, path)
     x = inputs_for(net)[0]
     with torch.no_grad():
@@ -387,6 +416,14 @@ def test_real_ssd_detections_match_opencv_in_both_back_ends(tmp_path, path):
     assert got.shape == ref.shape and np.abs(got - ref).max() <= 1e-4
     (two,) = onnx_run(model, [np.concatenate([x, x[:, :, ::-1]])])  # batch 2
     assert np.abs(two[:, :, two[0, 0, :, 0] == 0] - ref).max() <= 1e-4
+    with pytest.warns(UserWarning, match="torch.ops.prototxt_gen.detection_output"):
+        save_exported(net, tmp_path / "ssd.pt2")
+    program = torch.export.load(tmp_path / "ssd.pt2").module()
+    with torch.no_grad():
+        got = program(torch.from_numpy(x)).numpy()
+        both = program(torch.from_numpy(np.concatenate([x, x[:, :, ::-1]]))).numpy()
+    assert got.shape == ref.shape and np.abs(got - ref).max() <= 1e-4
+    assert np.abs(both - two).max() <= 1e-4
 
 
 def test_adaptive_nms_in_pytorch_and_a_clear_refusal_in_onnx(tmp_path):

@@ -80,6 +80,21 @@ def test_both_back_ends_follow_caffes_loop(tmp_path, scale):
         assert np.array_equal(onnx_got, want), opset
 
 
+def test_pt2_program_takes_any_number_of_regions_and_images(tmp_path):
+    """--to pytorch: ROIPooling runs as torch.ops.prototxt_gen.roi_pooling in the program, whose
+    image batch and region count are free, each of its own (the file says 2 and 7)."""
+    from prototxt_gen.backends.pytorch import save_exported
+    _, net = roi_net(tmp_path)
+    with pytest.warns(UserWarning, match="torch.ops.prototxt_gen.roi_pooling"):
+        save_exported(net, tmp_path / "roi.pt2")
+    program = torch.export.load(tmp_path / "roi.pt2").module()
+    x = np.random.default_rng(1).standard_normal((3, 4, 12, 15)).astype(np.float32)
+    for rois in (ROIS[:2], np.concatenate([ROIS, ROIS[:, [0, 3, 4, 1, 2]] + [1, 0, 0, 0, 0]])):
+        with torch.no_grad():
+            got = program(torch.from_numpy(x), torch.from_numpy(rois)).numpy()
+        assert np.array_equal(got, caffe_roi_pooling(x, rois, 3, 4, 0.25))
+
+
 # -- PSROIPooling --------------------------------------------------------------------------
 
 PS_NET = '''input: "data" input_shape { dim: 2 dim: 18 dim: 12 dim: 15 }

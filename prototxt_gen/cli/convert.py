@@ -17,6 +17,7 @@ examples:
       model.py: a plain nn.Module class needing only torch; model.pth: its state_dict
   {PROG} convert deploy.prototxt --weights model.caffemodel --to pytorch -o model.pt2 --fuse
       a torch.export program (dynamic batch): torch.export.load("model.pt2").module()
+      (SSD's DetectionOutput, ROIPooling: import prototxt_gen.backends.pytorch first)
   {PROG} convert deploy.prototxt --state-dict tuned.pth --to caffemodel -o tuned.caffemodel
       PyTorch weights (from model.pth, or any state_dict of that structure) back to Caffe
   {PROG} convert old_v1.prototxt --weights old_v1.caffemodel --to caffemodel -o new.caffemodel

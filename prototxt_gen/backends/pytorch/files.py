@@ -15,6 +15,7 @@ from ...graph.net import Net
 from ...graph.shapes import infer
 from ...limits import check_memory
 from .codegen import _class_for, _source
+from .exportable import TRACEABLE, make_traceable
 from .module import _module
 from .plan import plan
 
@@ -47,7 +48,8 @@ def save_exported(net: Net, path: str | os.PathLike, *, fuse: bool = False,
     cls_name = _class_for(net, class_name)
     p = plan(net, fuse)
     dynamic = [st.layer for st in p.statements if st.lowered.module is not None
-               and getattr(st.lowered.module.cls, "data_dependent", False)]
+               and getattr(st.lowered.module.cls, "data_dependent", False)
+               and st.lowered.module.cls not in TRACEABLE]
     if dynamic:  # torch.export traces shapes; these layers' outputs depend on the values
         names = ", ".join(f"'{layer.name}' ({layer.type})" for layer in dynamic[:4])
         raise NetError(f"cannot export a .pt2 program: {names} take sizes or windows from "
@@ -64,6 +66,7 @@ def save_exported(net: Net, path: str | os.PathLike, *, fuse: bool = False,
     model = _module(p, cls_name)
     if not model.input_names:
         raise NetError("the net declares no input")
+    operators = make_traceable(model)
     program, reason = _export_dynamic(model)
     if program is None:  # a layer ties the batch size (a Reshape naming it, say)
         shapes = ", ".join("x".join(map(str, s)) for s in model.input_shapes)
@@ -74,25 +77,36 @@ def save_exported(net: Net, path: str | os.PathLike, *, fuse: bool = False,
                 model, tuple(torch.zeros(s) for s in model.input_shapes))
     with atomic_open(path) as f:
         torch.export.save(program, f)
+    if operators:
+        warnings.warn(f"{os.fspath(path)} calls {', '.join(operators)}: import "
+                      "prototxt_gen.backends.pytorch before torch.export.load, which "
+                      "registers them", stacklevel=2)
 
 
 def _export_dynamic(model: nn.Module):
     """(program, None) with dimension 0 of every input free, or (None, why not). The example
     batch is never 1: torch.export specializes a size of 1 (or of any input dimension equal to
-    another) and the program would then refuse every other batch."""
+    another) and the program would then refuse every other batch. Several inputs are first
+    given sizes of their own (Faster R-CNN's regions are not as many as its images), then,
+    where a layer joins them, one batch."""
     declared = {s[0] for s in model.input_shapes if len(s)}
+    ranked = [len(s) > 0 for s in model.input_shapes]
     tried = []
     for batch in sorted({max(2, b) for b in declared} | {3}):
-        example = tuple(torch.zeros((batch, *s[1:]) if len(s) else s)
-                        for s in model.input_shapes)
-        dim = torch.export.Dim("batch", min=1)
-        dynamic = tuple({0: dim} if len(x.shape) else None for x in example)
-        try:
-            with torch.no_grad():
-                return torch.export.export(model, example, dynamic_shapes=dynamic), None
-        except Exception as exc:  # noqa: BLE001 - torch raises many kinds; the reason is kept
-            tried.append(one_line(str(exc).strip().splitlines()[0] if str(exc).strip()
-                                  else type(exc).__name__, 200))
+        for shared in ([False, True] if sum(ranked) > 1 else [True]):
+            sizes = [batch if shared else batch + k for k in range(len(ranked))]
+            example = tuple(torch.zeros((n, *s[1:]) if len(s) else s)
+                            for n, s in zip(sizes, model.input_shapes))
+            dims = [torch.export.Dim("batch" if shared else f"batch{k}", min=1)
+                    for k in range(len(ranked))]
+            dynamic = tuple({0: d} if r else None for d, r in zip(dims, ranked))
+            try:
+                with torch.no_grad():
+                    return torch.export.export(model, example, dynamic_shapes=dynamic), None
+            except Exception as exc:  # noqa: BLE001 - torch raises many kinds; reason kept
+                if shared:  # the reason that matters: even one batch for all fails
+                    tried.append(one_line(str(exc).strip().splitlines()[0] if str(exc).strip()
+                                          else type(exc).__name__, 200))
     return None, tried[0]
 
 
