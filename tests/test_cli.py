@@ -18,9 +18,9 @@ def test_list_shows_every_template_with_a_description():
     assert result.returncode == 0
     lines = result.stdout.splitlines()
     assert [l.split()[0] for l in lines] == [
-        "inception_resnet_v1", "resnet18", "resnet34", "resnet50", "resnet50_v2", "resnet101",
-        "resnet101_v2",
-        "resnet152", "resnet152_v2", "resnet200_v2", "resnext50_32x4d", "resnext101_32x8d",
+        "inception_resnet_v1", "resnet18", "resnet18_tv", "resnet34", "resnet34_tv", "resnet50",
+        "resnet50_tv", "resnet50_v2", "resnet101", "resnet101_tv", "resnet101_v2", "resnet152",
+        "resnet152_tv", "resnet152_v2", "resnet200_v2", "resnext50_32x4d", "resnext101_32x8d",
         "wide_resnet50_2", "wide_resnet101_2"]
     assert all(len(l.split(None, 1)) == 2 for l in lines)
     assert "original MSRA Caffe release" in next(l for l in lines if l.startswith("resnet50 "))

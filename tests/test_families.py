@@ -19,6 +19,11 @@ from weights import random_weights
 
 # torchvision.models' parameter counts (weights + biases + BatchNorm's affine parameters).
 FAMILIES = {
+    "resnet18_tv": 11_689_512,
+    "resnet34_tv": 21_797_672,
+    "resnet50_tv": 25_557_032,
+    "resnet101_tv": 44_549_160,
+    "resnet152_tv": 60_192_808,
     "resnext50_32x4d": 25_028_904,
     "resnext101_32x8d": 88_791_336,
     "wide_resnet50_2": 68_883_240,

@@ -61,7 +61,8 @@ def imports(name: str, path: Path, known: set[str]) -> set[str]:
 
 
 LAYERS = {"errors": 0, "limits": 0, "registry": 0, "fileio": 0, "proto": 1, "graph": 2,
-          "layers": 3, "caffe": 4, "build": 4, "view": 4, "backends": 5, "cli": 6}
+          "layers": 3, "caffe": 4, "build": 4, "view": 4, "importers": 4, "backends": 5,
+          "cli": 6}
 
 
 def layer_of(name: str) -> tuple[str, int] | None:

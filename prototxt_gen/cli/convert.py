@@ -20,6 +20,9 @@ examples:
       (SSD's DetectionOutput, ROIPooling: import prototxt_gen.backends.pytorch first)
   {PROG} convert deploy.prototxt --state-dict tuned.pth --to caffemodel -o tuned.caffemodel
       PyTorch weights (from model.pth, or any state_dict of that structure) back to Caffe
+  {PROG} convert resnet50_tv --state-dict resnet50.pth --to caffemodel -o resnet50.caffemodel
+      a torchvision ResNet/ResNeXt/Wide ResNet state_dict into the built-in model of its
+      layout (resnet18_tv ... resnet152_tv, resnext50_32x4d, wide_resnet50_2, ...)
   {PROG} convert old_v1.prototxt --weights old_v1.caffemodel --to caffemodel -o new.caffemodel
       rewrite old (V1/V0) weights in today's layout
   {PROG} convert deploy.prototxt --weights model.caffemodel --to onnx -o model.onnx --verify
@@ -57,7 +60,7 @@ def cmd_convert(argv: Sequence[str]) -> int:
     p.add_argument("--weights", metavar="W.caffemodel", help="the trained weights")
     p.add_argument("--state-dict", metavar="FILE.pth",
                    help="with --to caffemodel: PyTorch weights to write (a state_dict saved "
-                        "from a converted module)")
+                        "from a converted module, or torchvision's for its ResNet family)")
     p.add_argument("--fuse", action="store_true",
                    help="fold BatchNorm/Scale into the convolution before them (inference)")
     p.add_argument("--class-name", metavar="NAME", help="the generated module's class name")
@@ -134,8 +137,7 @@ def _convert(net, args, state) -> None:
     elif args.to == "caffemodel":
         from ..caffe.weights import write_caffemodel
         if state is not None:
-            from ..backends.pytorch import state_to_blobs
-            state_to_blobs(net, state)
+            _blobs_from_state(net, state, args.state_dict)
         write_caffemodel(net, args.output)
     elif args.to == "python":
         from ..backends.pytorch import save_python
@@ -143,6 +145,19 @@ def _convert(net, args, state) -> None:
     else:
         from ..backends.pytorch import save_exported
         save_exported(net, args.output, fuse=args.fuse, class_name=args.class_name)
+
+
+def _blobs_from_state(net, state, source) -> None:
+    """A state_dict's weights into the net's layers: torchvision's names (a torchvision ResNet,
+    ResNeXt or Wide ResNet into the built-in model of its layout), or our own modules'."""
+    from ..importers import is_torchvision_state, torchvision_blobs
+    if is_torchvision_state(state):
+        import torch
+        torchvision_blobs(net, {k: v.detach().to("cpu", torch.float32).numpy()
+                                for k, v in state.items()}, source)
+        return
+    from ..backends.pytorch import state_to_blobs
+    state_to_blobs(net, state)
 
 
 def _convert_onnx(net, args) -> None:
