@@ -19,7 +19,7 @@ from typing import BinaryIO, Sequence
 import numpy as np
 
 from ..proto import caffe_pb2
-from ..proto.wire import tag as _tag, varint as _varint
+from ..proto.wire import decode_varint, tag as _tag, varint as _varint
 from ..errors import NetError
 
 # Field numbers (docs/caffe.md §1; every field of caffe.proto: proto/caffe.proto).
@@ -197,19 +197,10 @@ class _Scanner:
         raise CorruptFile(f"{self.name}: truncated or corrupt at byte {pos}: {what}{hint}")
 
     def varint(self, pos: int, end: int) -> tuple[int, int]:
-        buf = self.buf
-        result = shift = 0
-        while True:
-            if pos >= end:
-                self.fail(pos, "a number runs past the end")
-            b = buf[pos]
-            pos += 1
-            result |= (b & 0x7F) << shift
-            if b < 0x80:
-                return result, pos
-            shift += 7
-            if shift > 63:
-                self.fail(pos, "a number is longer than 10 bytes")
+        try:
+            return decode_varint(self.buf, pos, end)
+        except ValueError as exc:
+            self.fail(pos, str(exc))
 
     def fields(self, pos: int, end: int):
         """(field number, wire type, value or payload start, payload end, field start)."""

@@ -25,6 +25,23 @@ def tag(number: int, wire: int = LEN) -> bytes:
     return varint(number << 3 | wire)
 
 
+def decode_varint(buf, pos: int, end: int) -> tuple[int, int]:
+    """(value, position after it) of the varint at `pos`; ValueError when it runs past `end`
+    or past 10 bytes."""
+    result = shift = 0
+    while True:
+        if pos >= end:
+            raise ValueError("a number runs past the end")
+        b = buf[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if b < 0x80:
+            return result, pos
+        shift += 7
+        if shift > 63:
+            raise ValueError("a number is longer than 10 bytes")
+
+
 def varint(value: int) -> bytes:
     value &= 0xFFFFFFFFFFFFFFFF
     out = bytearray()
