@@ -20,6 +20,9 @@ examples:
       (SSD's DetectionOutput, ROIPooling: import prototxt_gen.backends.pytorch first)
   {PROG} convert deploy.prototxt --state-dict tuned.pth --to caffemodel -o tuned.caffemodel
       PyTorch weights (from model.pth, or any state_dict of that structure) back to Caffe
+  {PROG} convert resnet50_v2 --checkpoint resnet_v2_50.ckpt --to caffemodel -o v2.caffemodel
+      TF-slim's resnet_v2_50 checkpoint (or FaceNet's, into inception_resnet_v1), no
+      TensorFlow needed
   {PROG} convert resnet50_tv --state-dict resnet50.pth --to caffemodel -o resnet50.caffemodel
       a torchvision ResNet/ResNeXt/Wide ResNet state_dict into the built-in model of its
       layout (resnet18_tv ... resnet152_tv, resnext50_32x4d, wide_resnet50_2, ...)
@@ -61,6 +64,11 @@ def cmd_convert(argv: Sequence[str]) -> int:
     p.add_argument("--state-dict", metavar="FILE.pth",
                    help="with --to caffemodel: PyTorch weights to write (a state_dict saved "
                         "from a converted module, or torchvision's for its ResNet family)")
+    p.add_argument("--checkpoint", metavar="PREFIX",
+                   help="weights from a TensorFlow checkpoint (PREFIX.index + PREFIX.data-*, "
+                        "read without TensorFlow) into a net with TF-slim's scope names: "
+                        "resnet50_v2 ... resnet200_v2 (slim's resnet_v2), inception_resnet_v1 "
+                        "(FaceNet)")
     p.add_argument("--fuse", action="store_true",
                    help="fold BatchNorm/Scale into the convolution before them (inference)")
     p.add_argument("--class-name", metavar="NAME", help="the generated module's class name")
@@ -76,11 +84,7 @@ def cmd_convert(argv: Sequence[str]) -> int:
     file_output(args.output, "convert")
     _check_convert_options(args)
     net = load_for(args)
-    if args.weights:
-        from ..caffe.weights import load_weights
-        load_weights(net, args.weights, strict=True)
-    elif args.to == "caffemodel" and not args.state_dict:
-        raise PrototxtGenError("--to caffemodel needs --weights or --state-dict")
+    _load_weights(net, args)
     _require(args)
     state = None
     if args.state_dict:
@@ -94,11 +98,27 @@ def cmd_convert(argv: Sequence[str]) -> int:
         if isinstance(exc, OutputError):  # names the output already
             raise
         raise type(exc)(f"{args.net}: {exc}") from None
-    if not args.weights and not args.state_dict and not had_weights:
+    if not args.weights and not args.state_dict and not args.checkpoint and not had_weights:
         kept = ("the model has placeholder weights (zeros; BatchNorm and Scale as identity)"
                 if args.to == "onnx" else "the module keeps PyTorch's initial weights")
         print(f"{PROG}: warning: no --weights given: {kept}", file=sys.stderr)
     return 0
+
+
+def _load_weights(net, args) -> None:
+    """--weights (a caffemodel) or --checkpoint (TF-slim's, FaceNet's) into the net; a
+    --state-dict is read after the optional packages are checked."""
+    if args.weights:
+        from ..caffe.weights import load_weights
+        load_weights(net, args.weights, strict=True)
+    elif args.checkpoint:
+        from ..importers import Checkpoint, slim_blobs
+        try:
+            slim_blobs(net, Checkpoint(args.checkpoint), args.checkpoint)
+        except PrototxtGenError as exc:
+            raise type(exc)(f"{args.net}: {exc}") from None
+    elif args.to == "caffemodel" and not args.state_dict:
+        raise PrototxtGenError("--to caffemodel needs --weights, --state-dict or --checkpoint")
 
 
 def _check_convert_options(args) -> None:
@@ -109,6 +129,10 @@ def _check_convert_options(args) -> None:
         raise PrototxtGenError(f"{onnx_only[0]} only applies to --to onnx")
     if args.state_dict and args.to != "caffemodel":
         raise PrototxtGenError("--state-dict only applies to --to caffemodel")
+    given = [o for o, v in (("--weights", args.weights), ("--state-dict", args.state_dict),
+                            ("--checkpoint", args.checkpoint)) if v]
+    if len(given) > 1:
+        raise PrototxtGenError(f"{given[0]} and {given[1]} both give the weights: choose one")
     if args.fuse and args.to == "caffemodel":
         raise PrototxtGenError("--fuse changes the layers, so it cannot write weights for the "
                                "prototxt; leave it out with --to caffemodel")

@@ -9,7 +9,6 @@ variance, scale factor 1) and the Scale after it (weight and bias). The checks a
 tensor the net needs must be there with Caffe's shape, and every tensor given must be used."""
 from __future__ import annotations
 
-import math
 import re
 from typing import Mapping
 
@@ -18,6 +17,7 @@ import numpy as np
 from ..errors import NetError
 from ..graph.net import Layer, Net
 from ..graph.shapes import infer
+from .matching import Matcher
 
 _BRANCH = re.compile(r"^res(\d+)([a-z]\d*)_branch(1|2[abc])$")
 _IGNORED = ("num_batches_tracked",)
@@ -114,29 +114,21 @@ def torchvision_blobs(net: Net, state: Mapping[str, np.ndarray], source: str = "
     returns `net`. NetError, one line, when the state_dict is not of this net."""
     _check_layout(net)
     shapes = {s.layer.name: s.blobs for s in infer(net)}
-    used, lacking, wrong = set(), [], []
-    blobs: dict[str, list[np.ndarray]] = {}
+    match = Matcher(state)
 
     def take(key: str, want) -> np.ndarray | None:
-        if key not in state:
-            lacking.append(key)
-            return None
-        used.add(key)
-        arr = np.asarray(state[key], np.float32)
-        if arr.size != math.prod(want) or (arr.ndim == len(want) and arr.shape != tuple(want)):
-            wrong.append(f"'{key}' is {'×'.join(map(str, arr.shape))}, the net needs "
-                         f"{'×'.join(map(str, want))}")
-            return None
-        return arr.reshape(want)
+        arr = match.take(key, want, lambda k: np.asarray(state[k]),
+                         lambda k: np.shape(state[k]), fit=lambda s: s)  # torch's = Caffe's
+        return None if arr is None else np.asarray(arr, np.float32).reshape(want)
 
+    blobs: dict[str, list] = {}
     for path, mapped in _units(net).items():
         if len(mapped) == 2:  # BatchNorm2d -> BatchNorm + Scale
             bn, scale = mapped
-            (mean_shape, var_shape, _), (w_shape, b_shape) = shapes[bn.name], shapes[scale.name]
-            got = [take(f"{path}.running_mean", mean_shape), take(f"{path}.running_var",
-                                                                   var_shape)]
-            blobs[bn.name] = got + [np.ones(1, np.float32)]
-            blobs[scale.name] = [take(f"{path}.weight", w_shape), take(f"{path}.bias", b_shape)]
+            (mean, var, _), (weight, bias) = shapes[bn.name], shapes[scale.name]
+            blobs[bn.name] = [take(f"{path}.running_mean", mean),
+                              take(f"{path}.running_var", var), np.ones(1, np.float32)]
+            blobs[scale.name] = [take(f"{path}.weight", weight), take(f"{path}.bias", bias)]
             continue
         (layer,) = mapped
         want = shapes[layer.name]
@@ -145,15 +137,8 @@ def torchvision_blobs(net: Net, state: Mapping[str, np.ndarray], source: str = "
             got.append(take(f"{path}.bias", want[1]) if layer.type == "InnerProduct"
                        else np.zeros(want[1], np.float32))
         blobs[layer.name] = got
-    unused = sorted(k for k in state if k not in used and not k.endswith(_IGNORED))
-    if lacking or wrong or unused:
-        problems = ([f"lacks {', '.join(map(repr, lacking[:3]))}"
-                     + (f" and {len(lacking) - 3} more" if len(lacking) > 3 else "")]
-                    if lacking else []) + wrong[:2] + (
-            [f"has {len(unused)} tensor(s) the net does not use ({', '.join(map(repr, unused[:3]))}"
-             + (", ..." if len(unused) > 3 else "") + ")"] if unused else [])
-        raise NetError(f"{source}: not a torchvision state_dict of '{net.name}': "
-                       + "; ".join(problems))
+    unused = sorted(k for k in state if k not in match.used and not k.endswith(_IGNORED))
+    match.refuse_if_wrong(f"{source}: not a torchvision state_dict of '{net.name}'", unused)
     for layer in net.layers:
         if layer.name in blobs:
             layer.blobs = blobs[layer.name]
