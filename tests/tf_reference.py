@@ -14,6 +14,7 @@ the unit's stride, both with batch_norm + ReLU; conv3 1×1 with biases), the str
 block's last unit, postnorm, the spatial mean and a 1×1 logits conv with biases. batch_norm
 has gamma (scale=True) and eps 1e-5, as resnet_arg_scope sets them."""
 import argparse
+import contextlib
 import os
 import sys
 
@@ -25,16 +26,32 @@ EPS = 1e-5
 
 
 class Builder:
+    """Variables named by a scope stack of our own (slim's names exactly), created on first use
+    and reused after: the same builder runs in graph mode (Saver checkpoints) and, called once
+    eagerly to create them, inside a tf.function (benchmarks/seed.py)."""
+
     def __init__(self, tf, rng, eps=EPS, gamma=True):
         self.tf, self.rng, self.eps, self.gamma = tf, rng, eps, gamma
+        self.vars, self.stack = {}, []
+
+    @contextlib.contextmanager
+    def scope(self, name):
+        self.stack.append(name)
+        try:
+            yield
+        finally:
+            self.stack.pop()
 
     def var(self, name, value):
-        return self.tf.compat.v1.get_variable(name, initializer=value.astype(np.float32))
+        full = "/".join(self.stack + [name])
+        if full not in self.vars:
+            self.vars[full] = self.tf.Variable(value.astype(np.float32), name=full)
+        return self.vars[full]
 
     def batch_norm(self, x, scope, relu=True):
         tf, rng = self.tf, self.rng
         c = x.shape[-1]
-        with tf.compat.v1.variable_scope(scope):
+        with self.scope(scope):
             beta = self.var("beta", rng.standard_normal(c) * 0.1)
             gamma = self.var("gamma", 1 + rng.standard_normal(c) * 0.1) if self.gamma else None
             mean = self.var("moving_mean", rng.standard_normal(c) * 0.1)
@@ -49,7 +66,7 @@ class Builder:
         tf = self.tf
         cin = int(x.shape[-1])
         kh, kw = (k, k) if isinstance(k, int) else k
-        with tf.compat.v1.variable_scope(scope):
+        with self.scope(scope):
             w = self.var("weights", self.rng.standard_normal((kh, kw, cin, depth))
                          * np.sqrt(gain / (kh * kw * cin)))
             y = tf.nn.conv2d(x, w, [1, stride, stride, 1], padding)
@@ -68,7 +85,7 @@ class Builder:
 
     def bottleneck(self, x, depth, bottleneck, stride, scope):
         tf = self.tf
-        with tf.compat.v1.variable_scope(scope):
+        with self.scope(scope):
             preact = self.batch_norm(x, "preact")
             if depth == int(x.shape[-1]):
                 shortcut = x if stride == 1 else tf.nn.max_pool2d(x, 1, stride, "VALID")
@@ -82,7 +99,7 @@ class Builder:
 
     def resnet_v2(self, x, name, classes=1000):
         tf = self.tf
-        with tf.compat.v1.variable_scope(name):
+        with self.scope(name):
             x = self.conv_same(x, 64, 7, 2, "conv1", norm=False)
             x = tf.nn.max_pool2d(x, 3, 2, "SAME")
             for b, units in enumerate(BLOCKS[name]):
@@ -110,7 +127,7 @@ class FaceNet(Builder):
         "pool" (a VALID 3×3/2 max pool), under Branch_{i}; the towers concatenated."""
         tf, outs = self.tf, []
         for i, tower in enumerate(towers):
-            with tf.compat.v1.variable_scope(f"Branch_{i}"):
+            with self.scope(f"Branch_{i}"):
                 y = x
                 if tower == "pool":
                     y = tf.nn.max_pool2d(y, 3, 2, "VALID")
@@ -121,7 +138,7 @@ class FaceNet(Builder):
 
     def block(self, x, scope, scale, towers, relu=True):
         tf = self.tf
-        with tf.compat.v1.variable_scope(scope):
+        with self.scope(scope):
             mixed = self.branches(x, towers)
             up = self.conv(mixed, int(x.shape[-1]), 1, 1, "Conv2d_1x1", norm=False, gain=0.5)
         y = x + scale * up
@@ -139,7 +156,7 @@ class FaceNet(Builder):
         b8 = [[(192, 1, 1, S, "Conv2d_1x1")],
               [(192, 1, 1, S, "Conv2d_0a_1x1"), (192, (1, 3), 1, S, "Conv2d_0b_1x3"),
                (192, (3, 1), 1, S, "Conv2d_0c_3x1")]]
-        with tf.compat.v1.variable_scope("InceptionResnetV1"):
+        with self.scope("InceptionResnetV1"):
             x = self.conv(x, 32, 3, 2, "Conv2d_1a_3x3", padding=V)
             x = self.conv(x, 32, 3, 1, "Conv2d_2a_3x3", padding=V)
             x = self.conv(x, 64, 3, 1, "Conv2d_2b_3x3")
@@ -149,14 +166,14 @@ class FaceNet(Builder):
             x = self.conv(x, 256, 3, 2, "Conv2d_4b_3x3", padding=V)
             for i in range(5):
                 x = self.block(x, f"Repeat/block35_{i + 1}", 0.17, b35)
-            with tf.compat.v1.variable_scope("Mixed_6a"):
+            with self.scope("Mixed_6a"):
                 x = self.branches(x, [[(384, 3, 2, V, "Conv2d_1a_3x3")],
                                       [(192, 1, 1, S, "Conv2d_0a_1x1"),
                                        (192, 3, 1, S, "Conv2d_0b_3x3"),
                                        (256, 3, 2, V, "Conv2d_1a_3x3")], "pool"])
             for i in range(10):
                 x = self.block(x, f"Repeat_1/block17_{i + 1}", 0.10, b17)
-            with tf.compat.v1.variable_scope("Mixed_7a"):
+            with self.scope("Mixed_7a"):
                 x = self.branches(x, [[(256, 1, 1, S, "Conv2d_0a_1x1"),
                                        (384, 3, 2, V, "Conv2d_1a_3x3")],
                                       [(256, 1, 1, S, "Conv2d_0a_1x1"),
@@ -168,7 +185,7 @@ class FaceNet(Builder):
                 x = self.block(x, f"Repeat_2/block8_{i + 1}", 0.20, b8)
             x = self.block(x, "Block8", 1.0, b8, relu=False)
             x = tf.reduce_mean(x, [1, 2])  # Logits/AvgPool_1a_8x8 (VALID, the whole map)
-            with tf.compat.v1.variable_scope("Bottleneck"):
+            with self.scope("Bottleneck"):
                 cin = int(x.shape[-1])
                 w = self.var("weights", self.rng.standard_normal((cin, 128)) / np.sqrt(cin))
             return self.batch_norm(tf.matmul(x, w), "Bottleneck/BatchNorm", relu=False)
@@ -191,9 +208,9 @@ def main(argv=None):
     graph = tf.Graph()
     with graph.as_default():
         inp = tf.compat.v1.placeholder(tf.float32, (None, size, size, 3))
-        out = FaceNet(tf, rng).inception_resnet_v1(inp) if facenet else \
-            Builder(tf, rng).resnet_v2(inp, args.model)
-        saver = tf.compat.v1.train.Saver()
+        builder = FaceNet(tf, rng) if facenet else Builder(tf, rng)
+        out = builder.inception_resnet_v1(inp) if facenet else builder.resnet_v2(inp, args.model)
+        saver = tf.compat.v1.train.Saver(builder.vars)
         with tf.compat.v1.Session() as sess:
             sess.run(tf.compat.v1.global_variables_initializer())
             ref = sess.run(out, {inp: x.transpose(0, 2, 3, 1)})

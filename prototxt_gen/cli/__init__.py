@@ -10,6 +10,7 @@ from typing import Callable, Sequence
 
 from ..errors import PrototxtGenError, one_line
 from .args import PROG
+from .bench import cmd_bench
 from .convert import cmd_convert
 from .generate import cmd_generate, cmd_list, cmd_solver
 from .nets import cmd_info, cmd_render
@@ -19,6 +20,7 @@ COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "list": cmd_list,
     "info": cmd_info,
     "convert": cmd_convert,
+    "bench": cmd_bench,
     "render": cmd_render,
     "solver": cmd_solver,
 }

@@ -19,6 +19,7 @@ USAGE = f"""\
                                        or ONNX
        {PROG} render NET -o OUT.svg|png|pdf|dot|html [options]
                                        draw a network (Graphviz)
+       {PROG} bench NET [options]      time its forward pass (PyTorch or onnxruntime)
        {PROG} solver [options]         write a solver.prototxt for a train_val net"""
 
 

@@ -44,10 +44,21 @@ def _dead_after(p: Plan, steps: list[tuple[list[str], list[str]]]) -> list[list[
     return dead
 
 
-def forward_source(p: Plan, record: bool = False) -> str:
+def forward_source(p: Plan, record: bool = False, timed: bool = False) -> str:
     """The body of forward (record=False) or of a function that returns every blob's final
-    value by name (record=True)."""
+    value by name (record=True); timed=True: forward calling `clock(layer name)` after each
+    layer (per-layer timing, as `caffe time` reports it)."""
     args = ", ".join(["self"] + [var for _, var, _ in p.inputs])
+    if timed:
+        lines = [f"def _forward_timed({args}, clock):"]
+        for st in p.statements:
+            code = _statement_code(st)
+            if code:
+                lines.append(f"    {code}")
+            lines.append(f"    clock({st.layer.name!r})")
+        outs = [var for _, var in p.outputs]
+        lines.append(f"    return ({''.join(v + ', ' for v in outs)})")
+        return "\n".join(lines) + "\n"
     if record:
         lines = [f"def _forward_blobs({args}, names=None, by_layer=False):",
                  "    blobs, layers = {}, {}"]

@@ -60,6 +60,10 @@ class CaffeNet(nn.Module):
                 raise KeyError(f"no blob named {', '.join(map(repr, unknown))}")
         return self._forward_blobs(*inputs, names=names)
 
+    def timed_forward(self, *inputs, clock: Callable[[str], None]):
+        """forward, calling `clock(layer name)` as each layer finishes (in Caffe's order)."""
+        return self._forward_timed(*inputs, clock=clock)
+
     def layer_outputs(self, *inputs) -> dict[str, tuple[torch.Tensor, ...]]:
         """Each layer's tops right after it ran, by Caffe layer name: unlike `blobs`, this
         shows a blob's value before the in-place layers that follow overwrite it."""
@@ -79,6 +83,8 @@ def _module(p: Plan, cls_name: str) -> CaffeNet:
     attrs = {
         "forward": _compile(forward_source(p), cls_name),
         "_forward_blobs": _compile(forward_source(p, record=True), cls_name),
+        "_forward_timed": _compile(forward_source(p, timed=True), cls_name),
+        "caffe_types": {st.layer.name: st.layer.type for st in p.statements},
         "input_names": tuple(b for b, _, _ in p.inputs),
         "input_shapes": tuple(shape for _, _, shape in p.inputs),
         "output_names": tuple(b for b, _ in p.outputs),
