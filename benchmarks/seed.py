@@ -3,7 +3,8 @@ default), timed as TF-slim's time_tensorflow_run does (warm-up batches, then mea
 batch), in
 
   - our PyTorch translation of `resnet152_tv` (torchvision's layout): plain, fused
-    (BatchNorm/Scale folded), fused + channels_last, and fused + torch.compile;
+    (BatchNorm/Scale folded), fused + channels_last, that + torch.compile (Inductor with
+    freezing), and fused + channels_last in bfloat16 (its deviation from float32 reported);
   - onnxruntime running our ONNX translation;
   - torchvision's resnet152 structure, eager (tests/tv_models.py: torchvision's modules written
     out, as torchvision does not import beside this machine's CPU torch);
@@ -13,11 +14,11 @@ batch), in
     python benchmarks/seed.py [--batch 32] [--iterations 10] [--warmup 2] [--threads N]
                               [--device cpu|cuda] [--no-tf]
 
-Every path gets the same threads and the same random input; ratios are against TensorFlow's
-mean (and, for ours, torchvision's eager). Compile time is reported apart from the timed loop.
+Every path gets the same threads and the same random input, and the paths take turns, one
+batch each per round, so that a machine whose speed drifts slows them alike. Ratios are
+against TensorFlow's mean (and, for ours, torchvision's eager); compile time is reported apart.
 """
 import argparse
-import json
 import math
 import os
 import subprocess
@@ -36,7 +37,8 @@ def stats(times):
 
 
 def tf_child(args):
-    """Runs in the child process: resnet_v2_152 as a tf.function; prints its times as JSON."""
+    """The child process: resnet_v2_152 as a tf.function, run once per line read from stdin;
+    each run's seconds printed back (the parent interleaves it with the other paths)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import numpy as np
     import tensorflow as tf
@@ -49,62 +51,98 @@ def tf_child(args):
     x = tf.constant(np.random.default_rng(1).standard_normal(
         (args.batch, 224, 224, 3)).astype(np.float32))
     builder.resnet_v2(x[:1], "resnet_v2_152")  # creates the variables, eagerly
-    forward = tf.function(lambda x: builder.resnet_v2(x, "resnet_v2_152"))
-    times = []
-    for i in range(args.warmup + args.iterations):
+    @tf.function(autograph=False)
+    def forward(x):
+        return builder.resnet_v2(x, "resnet_v2_152")
+    print("ready", flush=True)
+    for _ in sys.stdin:
         start = time.perf_counter()
         forward(x).numpy()
-        if i >= args.warmup:
-            times.append(time.perf_counter() - start)
-    print(json.dumps(times))
+        print(time.perf_counter() - start, flush=True)
 
 
-def tensorflow_times(args):
-    cmd = [sys.executable, __file__, "--tf-child", "--batch", str(args.batch), "--iterations",
-           str(args.iterations), "--warmup", str(args.warmup), "--threads", str(args.threads),
-           "--device", args.device]
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"TensorFlow run failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+class TensorFlowRunner:
+    """One batch in the TensorFlow child per call; the time is the child's own."""
+
+    def __init__(self, args):
+        cmd = [sys.executable, __file__, "--tf-child", "--batch", str(args.batch),
+               "--threads", str(args.threads), "--device", args.device]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True)
+        if self.proc.stdout.readline().strip() != "ready":
+            raise SystemExit("the TensorFlow child failed to start")
+
+    def __call__(self):
+        self.proc.stdin.write("run\n")
+        self.proc.stdin.flush()
+        return float(self.proc.stdout.readline())
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait()
 
 
-def ours_and_torchvision(args):
+def runners(args):
+    """label -> a function that runs one batch and returns its seconds; and the bfloat16
+    path's largest deviation from float32 (relative to the largest float32 output)."""
     import numpy as np
     import torch
     from prototxt_gen import generate
-    from prototxt_gen.backends import bench
+    from prototxt_gen.backends.bench import pytorch_model
+    from prototxt_gen.backends.onnx import to_onnx
     from tv_models import torchvision_model
+    from weights import random_weights
     torch.set_num_threads(args.threads)
-    common = dict(batch=args.batch, iterations=args.iterations, warmup=args.warmup,
-                  device=args.device)
-    rows = {}
-    for label, kwargs in (("ours, PyTorch plain", {}),
-                          ("ours, PyTorch fused", {"fuse": True}),
-                          ("ours, PyTorch fused + channels_last",
-                           {"fuse": True, "channels_last": True}),
-                          ("ours, PyTorch fused + torch.compile", {"fuse": True,
-                                                                   "compile": True})):
-        start = time.perf_counter()
-        r = bench.bench_pytorch(generate("resnet152_tv"), **common, **kwargs)
-        rows[label] = (r.times, time.perf_counter() - start - sum(r.times))
-    if args.device == "cpu":
-        r = bench.bench_onnxruntime(generate("resnet152_tv"), **common, threads=args.threads)
-        rows["ours, onnxruntime"] = (r.times, None)
-    model = torchvision_model("resnet152_tv").to(args.device)
-    x = torch.from_numpy(np.random.default_rng(1).standard_normal(
-        (args.batch, 3, 224, 224)).astype(np.float32)).to(args.device)
+    net = random_weights(generate("resnet152_tv"))  # of a trained net's scale: the bfloat16
+    # deviation means something (placeholders would make every output a constant)
+    x = np.random.default_rng(1).standard_normal((args.batch, 3, 224, 224)).astype(np.float32)
     sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
-    times = []
-    for i in range(args.warmup + args.iterations):
+
+    def timed(model, inp):
+        def run():
+            start = time.perf_counter()
+            with torch.inference_mode():
+                model(inp)
+            sync()
+            return time.perf_counter() - start
+        return run
+    out, outputs = {}, {}
+    for label, kw in (("ours, PyTorch plain", {}),
+                      ("ours, PyTorch fused", {"fuse": True}),
+                      ("ours, PyTorch fused + channels_last", {"fuse": True,
+                                                               "channels_last": True}),
+                      ("ours, PyTorch fused + channels_last + compile", {
+                          "fuse": True, "channels_last": True, "compile": True}),
+                      ("ours, PyTorch fused + channels_last, bfloat16", {
+                          "fuse": True, "channels_last": True, "dtype": "bfloat16"})):
+        model, _, convert = pytorch_model(net, device=args.device, **kw)
+        inp = convert(x)
         start = time.perf_counter()
         with torch.inference_mode():
-            model(x)
-        sync()
-        if i >= args.warmup:
-            times.append(time.perf_counter() - start)
-    rows["torchvision resnet152, eager"] = (times, None)
-    return rows
+            outputs[label] = model(inp).float().cpu().numpy()
+        if kw.get("compile"):
+            print(f"(torch.compile with freezing: {time.perf_counter() - start:.1f} s to "
+                  "compile)", flush=True)
+        out[label] = timed(model, inp)
+    ref = outputs["ours, PyTorch fused"]
+    bf16 = outputs["ours, PyTorch fused + channels_last, bfloat16"]
+    deviation = float(np.abs(bf16 - ref).max() / max(np.abs(ref).max(), 1e-12))
+    if args.device == "cpu":
+        import onnxruntime as ort
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = args.threads
+        session = ort.InferenceSession(to_onnx(net).SerializeToString(), options,
+                                       providers=["CPUExecutionProvider"])
+
+        def run_ort():
+            start = time.perf_counter()
+            session.run(None, {"data": x})
+            return time.perf_counter() - start
+        out["ours, onnxruntime"] = run_ort
+    out["torchvision resnet152, eager"] = timed(
+        torchvision_model("resnet152_tv").to(args.device),
+        torch.from_numpy(x).to(args.device))
+    return out, deviation
 
 
 def main(argv=None):
@@ -119,22 +157,36 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.tf_child:
         return tf_child(args)
-    rows = {}
+    paths = {}
+    tf_runner = None
     if not args.no_tf:
-        rows["TensorFlow resnet_v2_152, tf.function"] = (tensorflow_times(args), None)
-    rows.update(ours_and_torchvision(args))
-    tf_mean = stats(rows["TensorFlow resnet_v2_152, tf.function"][0])[0] if not args.no_tf \
-        else None
-    tv_mean = stats(rows["torchvision resnet152, eager"][0])[0]
+        tf_runner = TensorFlowRunner(args)
+        paths["TensorFlow resnet_v2_152, tf.function"] = tf_runner
+    timed_paths, deviation = runners(args)
+    paths.update(timed_paths)
+    # Interleaved rounds, each path once per round: a machine whose speed drifts (shared
+    # cores, clocks) then slows every path alike instead of whichever ran last.
+    rows = {label: [] for label in paths}
+    for i in range(args.warmup + args.iterations):
+        for label, run in paths.items():
+            t = run()
+            if i >= args.warmup:
+                rows[label].append(t)
+    if tf_runner is not None:
+        tf_runner.close()
+    tf_mean = stats(rows["TensorFlow resnet_v2_152, tf.function"])[0] if tf_runner else None
+    tv_mean = stats(rows["torchvision resnet152, eager"])[0]
     print(f"ResNet-152 forward, batch {args.batch}, {args.threads} threads, {args.device}, "
-          f"{args.warmup} warm-up + {args.iterations} timed batches (mean +/- sd)")
-    for label, (times, extra) in rows.items():
+          f"{args.warmup} warm-up + {args.iterations} timed batches each, interleaved "
+          "(mean +/- sd)")
+    for label, times in rows.items():
         m, sd = stats(times)
         ratio = f"  {tf_mean / m:5.2f}x TF" if tf_mean else ""
         ratio += f"  {tv_mean / m:5.2f}x torchvision" if label.startswith("ours") else ""
-        setup = f"  (set-up {extra:.1f} s)" if extra and extra > 1 else ""
-        print(f"  {label:<40} {m:7.3f} +/- {sd:.3f} s/batch  {args.batch / m:7.1f} img/s"
-              f"{ratio}{setup}")
+        print(f"  {label:<48} {m:7.3f} +/- {sd:.3f} s/batch  {args.batch / m:7.1f} img/s"
+              f"{ratio}")
+    print(f"(bfloat16: its outputs differ from float32's by up to {deviation:.2%} of the "
+          "largest output; every other path computes in float32)")
 
 
 if __name__ == "__main__":

@@ -80,7 +80,7 @@ def test_json_for_scripts(tmp_path):
 
 @pytest.mark.parametrize("args,message", [
     (["--backend", "onnxruntime", "--compile"],
-     "--compile and --channels-last apply to --backend pytorch"),
+     "--compile, --channels-last and --dtype apply to --backend pytorch"),
     (["--device", "tpu"], "--device must be cpu, cuda or cuda:N, not 'tpu'"),
 ])
 def test_options_it_cannot_honour_are_one_line_errors(tmp_path, args, message):

@@ -87,19 +87,39 @@ def _loop(run: Callable[[], None], iterations: int, warmup: int, sync: Callable[
     return times
 
 
-def bench_pytorch(net: Net, *, batch: int, iterations: int, warmup: int, device: str = "cpu",
-                  fuse: bool = False, compile: bool = False, channels_last: bool = False,
-                  per_layer: bool = False, progress=None) -> BenchResult:
+def pytorch_model(net: Net, *, device: str = "cpu", fuse: bool = False, compile: bool = False,
+                  channels_last: bool = False, dtype: str = "float32"):
+    """The module as the options ask: fused, in channels_last, in `dtype`, compiled (with
+    Inductor's freezing: the weights are constants, so oneDNN prepacks them and fuses
+    convolution, bias and ReLU on CPUs). Returns (module to time, plain module, input
+    converter)."""
     import torch
     from .pytorch import to_torch
     fill_placeholders(net)
-    model = to_torch(net, fuse=fuse).to(device)
-    xs = [torch.from_numpy(x).to(device) for x in _inputs(net, batch)]
+    kind = getattr(torch, dtype)
+    model = to_torch(net, fuse=fuse).to(device=device, dtype=kind)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-        xs = [x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
-              for x in xs]
-    run_model = torch.compile(model) if compile else model
+
+    def convert(x: np.ndarray):
+        t = torch.from_numpy(x).to(device=device, dtype=kind)
+        return t.contiguous(memory_format=torch.channels_last) if channels_last and \
+            t.dim() == 4 else t
+    if compile:
+        import torch._inductor.config as inductor_config
+        inductor_config.freezing = True
+        return torch.compile(model), model, convert
+    return model, model, convert
+
+
+def bench_pytorch(net: Net, *, batch: int, iterations: int, warmup: int, device: str = "cpu",
+                  fuse: bool = False, compile: bool = False, channels_last: bool = False,
+                  dtype: str = "float32", per_layer: bool = False, progress=None
+                  ) -> BenchResult:
+    import torch
+    run_model, model, convert = pytorch_model(net, device=device, fuse=fuse, compile=compile,
+                                              channels_last=channels_last, dtype=dtype)
+    xs = [convert(x) for x in _inputs(net, batch)]
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
 
     def run():
@@ -110,7 +130,7 @@ def bench_pytorch(net: Net, *, batch: int, iterations: int, warmup: int, device:
     if per_layer:
         layers = _torch_layers(model, xs, sync, max(1, min(iterations, 10)))
     options = {"fuse": fuse, "compile": compile, "channels_last": channels_last,
-               "threads": torch.get_num_threads()}
+               "dtype": dtype, "threads": torch.get_num_threads()}
     return BenchResult("pytorch", device, batch, warmup, times, layers, options)
 
 

@@ -57,6 +57,9 @@ def cmd_bench(argv: Sequence[str]) -> int:
                    help="pytorch: run the module through torch.compile")
     p.add_argument("--channels-last", action="store_true",
                    help="pytorch: the module and inputs in channels_last memory format")
+    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
+                   help="pytorch: compute in this type (bfloat16/float16 trade Caffe's "
+                        "float32 results for speed: compare outputs before deploying)")
     p.add_argument("--batch", type=_positive, default=32, help="images per batch (32)")
     p.add_argument("--iterations", type=_positive, default=100, help="timed batches (100)")
     p.add_argument("--warmup", type=_count, default=10, help="untimed batches first (10)")
@@ -68,9 +71,10 @@ def cmd_bench(argv: Sequence[str]) -> int:
     p.add_argument("--format", choices=("text", "json"), default="text")
     net_options(p)
     args = p.parse_args(argv)
-    if args.compile and args.backend != "pytorch" or \
-            args.channels_last and args.backend != "pytorch":
-        raise PrototxtGenError("--compile and --channels-last apply to --backend pytorch")
+    if args.backend != "pytorch" and (args.compile or args.channels_last
+                                      or args.dtype != "float32"):
+        raise PrototxtGenError("--compile, --channels-last and --dtype apply to --backend "
+                               "pytorch")
     if args.device != "cpu" and not args.device.startswith("cuda"):
         raise PrototxtGenError(f"--device must be cpu, cuda or cuda:N, not {args.device!r}")
     net = load_for(args)
@@ -106,8 +110,8 @@ def _run(net, args):
                 return bench.bench_pytorch(
                     net, batch=args.batch, iterations=args.iterations, warmup=args.warmup,
                     device=args.device, fuse=args.fuse, compile=args.compile,
-                    channels_last=args.channels_last, per_layer=args.per_layer,
-                    progress=progress)
+                    channels_last=args.channels_last, dtype=args.dtype,
+                    per_layer=args.per_layer, progress=progress)
             return bench.bench_onnxruntime(
                 net, batch=args.batch, iterations=args.iterations, warmup=args.warmup,
                 device=args.device, fuse=args.fuse, threads=args.threads,
@@ -133,7 +137,7 @@ def _progress(total: int):
 def _text(net, args, r) -> str:
     path = "+".join([args.backend] + [o for o, v in (
         ("fused", args.fuse), ("compiled", args.compile),
-        ("channels_last", args.channels_last)) if v])
+        ("channels_last", args.channels_last), (args.dtype, args.dtype != "float32")) if v])
     threads = r.options.get("threads") or "default"
     lines = [f"{net.name or args.net}: {path} on {args.device}, {threads} threads, "
              f"batch {r.batch}, {r.warmup} warm-up batches",

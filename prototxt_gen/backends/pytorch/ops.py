@@ -263,7 +263,7 @@ class DetectionOutput(nn.Module):
         overlap = self.overlaps(boxes[candidates], boxes[candidates])
         if self.eta == 1:  # a fixed threshold: each kept box suppresses the later ones at once
             suppress = ~(overlap <= self.nms_threshold)  # NaN suppresses, as in Caffe
-            alive = torch.ones(len(candidates), dtype=torch.bool)
+            alive = torch.ones(len(candidates), dtype=torch.bool, device=scores.device)
             for i in range(len(candidates)):
                 if alive[i]:
                     alive[i + 1:] &= ~suppress[i, i + 1:]
@@ -365,7 +365,7 @@ class PSROIPool(nn.Module):
         tenth = torch.tensor(0.1, dtype=torch.float32)
         bin_w = torch.maximum(x2 - x1, tenth) / g
         bin_h = torch.maximum(y2 - y1, tenth) / g
-        k = torch.arange(g, dtype=torch.float32)
+        k = torch.arange(g, dtype=torch.float32, device=x.device)
         height, width = x.shape[2], x.shape[3]
 
         def edges(start, size, limit):  # R x G
@@ -376,8 +376,9 @@ class PSROIPool(nn.Module):
         ws, we = edges(x1, bin_w, width)
         table = F.pad(x.double(), (1, 0, 1, 0)).cumsum(2).cumsum(3)
         image = rois[:, 0].long()[:, None, None, None]
-        c = ((torch.arange(d)[:, None, None] * g + torch.arange(g)[:, None]) * g
-             + torch.arange(g))[None]
+        step = torch.arange(g, device=x.device)
+        c = ((torch.arange(d, device=x.device)[:, None, None] * g + step[:, None]) * g
+             + step)[None]
         hs, he = hs[:, None, :, None], he[:, None, :, None]
         ws, we = ws[:, None, None, :], we[:, None, None, :]
         total = table[image, c, he, we] - table[image, c, hs, we] - table[image, c, he, ws] \
