@@ -87,3 +87,17 @@ def test_options_it_cannot_honour_are_one_line_errors(tmp_path, args, message):
     path = tmp_path / "tiny.prototxt"
     path.write_text(NET)
     assert_error(run_cli("bench", path, *args), message)
+
+
+def test_compiled_channels_last_bfloat16_paths_run(tmp_path):
+    """--compile (Inductor with freezing) and --dtype bfloat16 run and say so."""
+    path = tmp_path / "tiny.prototxt"
+    path.write_text(NET)
+    for extra, dtype in ((["--compile", "--channels-last", "--fuse"], "float32"),
+                         (["--dtype", "bfloat16", "--channels-last"], "bfloat16")):
+        r = run_cli("bench", path, "--batch", "2", "--iterations", "2", "--warmup", "1",
+                    "--format", "json", *extra)
+        assert r.returncode == 0, r.stderr
+        out = json.loads(r.stdout)
+        assert out["dtype"] == dtype and out["compile"] == ("--compile" in extra)
+        assert len(out["times_s"]) == 2

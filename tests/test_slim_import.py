@@ -133,6 +133,21 @@ def test_damaged_checkpoints_are_one_line_errors(tmp_path, resnet_v2_50):
         with pytest.raises(CheckpointError) as err:
             Checkpoint(prefix)
         assert str(err.value).startswith(message) and "\n" not in str(err.value), what
+    # a record whose shape says 127 values where its bytes hold 64: refused before reading
+    raw = bytearray(index.read_bytes())
+    # the keys are prefix-compressed: the root conv's entry is its suffix, then its record,
+    # whose TensorShapeProto is { dim { size: 64 } } (the only 64-value biases in the net)
+    dim = raw.index(b"conv1/biases\x08\x01\x12\x04\x12\x02\x08\x40") + 19
+    assert raw[dim] == 0x40
+    raw[dim] = 0x7F
+    (tmp_path / "lying.index").write_bytes(bytes(raw))
+    (tmp_path / "lying.data-00000-of-00001").write_bytes(data.read_bytes())
+    lying = Checkpoint(tmp_path / "lying")
+    assert lying.shape("resnet_v2_50/conv1/biases") == (127,)
+    with pytest.raises(CheckpointError, match=r"variable 'resnet_v2_50/conv1/biases': its "
+                                              r"record \(256 bytes in shard 0\) does not fit "
+                                              r"its shape \[127\]"):
+        lying.read("resnet_v2_50/conv1/biases")
     short = tmp_path / "short"
     (tmp_path / "short.index").write_bytes(index.read_bytes())
     (tmp_path / "short.data-00000-of-00001").write_bytes(data.read_bytes()[:1000])
