@@ -156,3 +156,38 @@ def test_damaged_checkpoints_are_one_line_errors(tmp_path, resnet_v2_50):
     assert r.returncode == 2 and not (tmp_path / "m.caffemodel").exists()
     assert "lies past the end of" in r.stderr.strip().splitlines()[-1]
     assert r.stderr.strip().splitlines()[-1].endswith("(truncated?)")
+
+
+def test_mutated_indexes_load_or_fail_in_one_line(tmp_path, resnet_v2_50):
+    """Hundreds of damaged copies of a real index (bytes flipped, cut, duplicated): each one
+    opens and reads, or raises CheckpointError -- never another exception, never a hang."""
+    import random
+    from prototxt_gen.errors import NetError
+    ckpt = resnet_v2_50[0]
+    good = (ckpt.parent / "model.ckpt.index").read_bytes()
+    data = (ckpt.parent / "model.ckpt.data-00000-of-00001").read_bytes()
+    (tmp_path / "m.data-00000-of-00001").write_bytes(data)
+    rng = random.Random(0)
+    outcomes = {"read": 0, "refused": 0}
+    for _ in range(300):
+        raw = bytearray(good)
+        how = rng.randrange(3)
+        if how == 0:
+            for _ in range(rng.randint(1, 8)):
+                raw[rng.randrange(len(raw))] = rng.randrange(256)
+        elif how == 1:
+            del raw[rng.randrange(len(raw)):rng.randrange(len(raw))]
+            raw += good[-48:]  # keep a footer: the blocks are what is damaged
+        else:
+            at = rng.randrange(len(raw))
+            raw[at:at] = raw[at:at + rng.randint(1, 64)]
+        (tmp_path / "m.index").write_bytes(bytes(raw))
+        try:
+            c = Checkpoint(tmp_path / "m")
+            for name in c.names[:20]:
+                c.read(name)
+            outcomes["read"] += 1
+        except NetError as exc:
+            assert "\n" not in str(exc)
+            outcomes["refused"] += 1
+    assert outcomes["refused"] > 50 and sum(outcomes.values()) == 300
