@@ -93,3 +93,20 @@ def test_other_nets_and_layouts_are_refused_in_one_line(tmp_path, resnet18_state
                          "1×1 convolution, as MSRA's release does; torchvision strides the "
                          "3×3; torchvision's weights belong in the built-in model of its layout "
                          "(resnet18_tv ... resnet152_tv, resnext*, wide_resnet*)")
+
+
+def test_torchvision_weights_straight_to_onnx(tmp_path, resnet18_state):
+    """--state-dict works with every --to: torchvision's weights to ONNX in one command."""
+    ort = pytest.importorskip("onnxruntime")
+    path, _ = resnet18_state
+    r = run_cli("convert", "resnet18_tv", "--state-dict", path, "--to", "onnx", "-o",
+                tmp_path / "r18.onnx")
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    x = np.random.default_rng(2).standard_normal((2, 3, 224, 224)).astype(np.float32)
+    with torch.no_grad():
+        ref = torchvision_model("resnet18_tv")(torch.from_numpy(x)).numpy()
+    session = ort.InferenceSession(str(tmp_path / "r18.onnx"),
+                                   providers=["CPUExecutionProvider"])
+    prob = session.run(None, {"data": x})[0]
+    e = np.exp(ref - ref.max(axis=1, keepdims=True))  # the model ends in Softmax (prob)
+    assert np.abs(prob - e / e.sum(axis=1, keepdims=True)).max() <= 1e-5

@@ -62,8 +62,8 @@ def cmd_convert(argv: Sequence[str]) -> int:
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="the file to write")
     p.add_argument("--weights", metavar="W.caffemodel", help="the trained weights")
     p.add_argument("--state-dict", metavar="FILE.pth",
-                   help="with --to caffemodel: PyTorch weights to write (a state_dict saved "
-                        "from a converted module, or torchvision's for its ResNet family)")
+                   help="PyTorch weights (a state_dict saved from a converted module, or "
+                        "torchvision's for its ResNet family) instead of --weights")
     p.add_argument("--checkpoint", metavar="PREFIX",
                    help="weights from a TensorFlow checkpoint (PREFIX.index + PREFIX.data-*, "
                         "read without TensorFlow) into a net with TF-slim's scope names: "
@@ -127,8 +127,6 @@ def _check_convert_options(args) -> None:
                                 ("--verify", args.verify)) if v]
     if onnx_only and args.to != "onnx":
         raise PrototxtGenError(f"{onnx_only[0]} only applies to --to onnx")
-    if args.state_dict and args.to != "caffemodel":
-        raise PrototxtGenError("--state-dict only applies to --to caffemodel")
     given = [o for o, v in (("--weights", args.weights), ("--state-dict", args.state_dict),
                             ("--checkpoint", args.checkpoint)) if v]
     if len(given) > 1:
@@ -156,12 +154,12 @@ def _require(args) -> None:
 
 
 def _convert(net, args, state) -> None:
+    if state is not None:  # PyTorch weights, for any format
+        _blobs_from_state(net, state, args.state_dict)
     if args.to == "onnx":
         _convert_onnx(net, args)
     elif args.to == "caffemodel":
         from ..caffe.weights import write_caffemodel
-        if state is not None:
-            _blobs_from_state(net, state, args.state_dict)
         write_caffemodel(net, args.output)
     elif args.to == "python":
         from ..backends.pytorch import save_python
