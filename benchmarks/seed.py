@@ -43,6 +43,9 @@ def tf_child(args):
     import numpy as np
     import tensorflow as tf
     from tf_reference import Builder
+    if args.keep_memory:
+        from prototxt_gen.backends.bench import keep_freed_memory
+        keep_freed_memory()
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(1)
     if args.device == "cpu":
@@ -66,7 +69,8 @@ class TensorFlowRunner:
 
     def __init__(self, args):
         cmd = [sys.executable, __file__, "--tf-child", "--batch", str(args.batch),
-               "--threads", str(args.threads), "--device", args.device]
+               "--threads", str(args.threads), "--device", args.device] + (
+            ["--keep-memory"] if args.keep_memory else [])
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      text=True)
         if self.proc.stdout.readline().strip() != "ready":
@@ -153,10 +157,16 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-tf", action="store_true", help="leave TensorFlow out")
+    p.add_argument("--keep-memory", action="store_true",
+                   help="every path (TensorFlow's process too) keeps freed memory for reuse "
+                        "(bench.keep_freed_memory)")
     p.add_argument("--tf-child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.tf_child:
         return tf_child(args)
+    if args.keep_memory:
+        from prototxt_gen.backends.bench import keep_freed_memory
+        assert keep_freed_memory(), "--keep-memory needs glibc"
     paths = {}
     tf_runner = None
     if not args.no_tf:
@@ -177,8 +187,8 @@ def main(argv=None):
     tf_mean = stats(rows["TensorFlow resnet_v2_152, tf.function"])[0] if tf_runner else None
     tv_mean = stats(rows["torchvision resnet152, eager"])[0]
     print(f"ResNet-152 forward, batch {args.batch}, {args.threads} threads, {args.device}, "
-          f"{args.warmup} warm-up + {args.iterations} timed batches each, interleaved "
-          "(mean +/- sd)")
+          f"{args.warmup} warm-up + {args.iterations} timed batches each, interleaved"
+          f"{', freed memory kept by every path' if args.keep_memory else ''} (mean +/- sd)")
     for label, times in rows.items():
         m, sd = stats(times)
         ratio = f"  {tf_mean / m:5.2f}x TF" if tf_mean else ""

@@ -101,3 +101,14 @@ def test_compiled_channels_last_bfloat16_paths_run(tmp_path):
         out = json.loads(r.stdout)
         assert out["dtype"] == dtype and out["compile"] == ("--compile" in extra)
         assert len(out["times_s"]) == 2
+
+
+def test_keep_memory_says_so(tmp_path):
+    """--keep-memory raises glibc's mmap and trim thresholds for the process (this machine's
+    C library is glibc) and the report says it did."""
+    path = tmp_path / "tiny.prototxt"
+    path.write_text(NET)
+    r = run_cli("bench", path, "--batch", "2", "--iterations", "2", "--warmup", "0",
+                "--keep-memory")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[0].endswith(", freed memory kept")

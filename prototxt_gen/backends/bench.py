@@ -58,6 +58,27 @@ class BenchResult:
         return sum(s for _, _, s in self.per_layer) or 1.0
 
 
+def keep_freed_memory() -> bool:
+    """Have glibc keep freed blocks for reuse instead of returning them to the system.
+
+    By default glibc serves each large block (a batch-32 activation is 100 MB) with a fresh
+    mmap and unmaps it when freed, so every forward pass faults all its activations' pages in
+    again: measured on ResNet-50 at batch 32 (2 threads), 1.45x the time of a pass that reuses
+    them. Raising the mmap and trim thresholds (mallopt) keeps the blocks in the heap, as
+    jemalloc or tcmalloc would. It affects the whole process; False where the C library is
+    not glibc."""
+    import ctypes
+    import ctypes.util
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    return bool(mallopt(m_mmap_threshold, 1 << 30)) and \
+        bool(mallopt(m_trim_threshold, (1 << 31) - 1))
+
+
 def _inputs(net: Net, batch: int, seed: int = 0) -> list[np.ndarray]:
     """Random inputs of the inference net's shapes, at `batch`."""
     import warnings

@@ -66,6 +66,9 @@ def cmd_bench(argv: Sequence[str]) -> int:
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     p.add_argument("--threads", type=_positive, metavar="N",
                    help="CPU threads for the back end (default: its own choice)")
+    p.add_argument("--keep-memory", action="store_true",
+                   help="have the C library keep freed memory for the next batch instead of "
+                        "returning it to the system (glibc; large batches run much faster)")
     p.add_argument("--per-layer", action="store_true",
                    help="also each layer's mean time and share of the total")
     p.add_argument("--format", choices=("text", "json"), default="text")
@@ -96,6 +99,8 @@ def _run(net, args):
         raise PrototxtGenError(f"--backend {args.backend} needs {module}: "
                                f"{install_hint(extra)}") from None
     from ..backends import bench
+    if args.keep_memory and not bench.keep_freed_memory():
+        raise PrototxtGenError("--keep-memory needs glibc's mallopt, which this system lacks")
     if args.backend == "pytorch":
         import torch
         if args.threads:
@@ -139,8 +144,9 @@ def _text(net, args, r) -> str:
         ("fused", args.fuse), ("compiled", args.compile),
         ("channels_last", args.channels_last), (args.dtype, args.dtype != "float32")) if v])
     threads = r.options.get("threads") or "default"
+    memory = ", freed memory kept" if args.keep_memory else ""
     lines = [f"{net.name or args.net}: {path} on {args.device}, {threads} threads, "
-             f"batch {r.batch}, {r.warmup} warm-up batches",
+             f"batch {r.batch}, {r.warmup} warm-up batches{memory}",
              f"{datetime.datetime.now()}: Forward across {len(r.times)} steps, "
              f"{r.mean:.3f} +/- {r.sd:.3f} sec / batch",
              f"{r.images_per_s:.1f} images/s, {r.mean * 1000:.3f} ms / batch"]
