@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 import torch
-from torch import nn
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -31,58 +30,19 @@ sys.path.insert(0, str(ROOT / "tests"))
 from prototxt_gen import generate
 from prototxt_gen.caffe.weights import write_caffemodel
 from prototxt_gen.backends.pytorch import to_torch
+from tv_models import Bottleneck, ResNet
 from weights import random_weights
 
 
-class Bottleneck(nn.Module):
-    def __init__(self, inplanes, planes, stride, downsample):
-        super().__init__()
-        self.conv1 = nn.Conv2d(inplanes, planes, 1, stride, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False)
-        self.bn3 = nn.BatchNorm2d(planes * 4)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = downsample
+class ResNet50(ResNet):
+    """torchvision's modules (tests/tv_models.py) in the release's layout, ending in Softmax
+    as the Caffe net does (its output is `prob`)."""
 
-    def forward(self, x):
-        identity = x
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        if self.downsample is not None:
-            identity = self.downsample(x)
-        return self.relu(out + identity)
-
-
-class ResNet50(nn.Module):
     def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=True)
-        self.bn1 = nn.BatchNorm2d(64)
-        self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(3, 2, ceil_mode=True)
-        self.inplanes = 64
-        self.layer1 = self._make_layer(64, 3, 1)
-        self.layer2 = self._make_layer(128, 4, 2)
-        self.layer3 = self._make_layer(256, 6, 2)
-        self.layer4 = self._make_layer(512, 3, 2)
-        self.avgpool = nn.AvgPool2d(7, 1, ceil_mode=True)
-        self.fc = nn.Linear(2048, 1000)
-
-    def _make_layer(self, planes, blocks, stride):
-        down = nn.Sequential(nn.Conv2d(self.inplanes, planes * 4, 1, stride, bias=False),
-                             nn.BatchNorm2d(planes * 4))
-        layers = [Bottleneck(self.inplanes, planes, stride, down)]
-        self.inplanes = planes * 4
-        layers += [Bottleneck(self.inplanes, planes, 1, None) for _ in range(1, blocks)]
-        return nn.Sequential(*layers)
+        super().__init__(Bottleneck, [3, 4, 6, 3], msra=True)
 
     def forward(self, x):
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return torch.softmax(self.fc(torch.flatten(self.avgpool(x), 1)), 1)
+        return torch.softmax(super().forward(x), 1)
 
 
 def reference_from(net) -> ResNet50:

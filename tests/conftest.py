@@ -38,6 +38,13 @@ def assert_last_error(result, message, code=2):
     assert result.stderr.strip().splitlines()[-1] == f"prototxt-gen: error: {message}"
 
 
+def assert_info_refuses(tmp_path, text, message):
+    """`info` on a prototxt of `text` fails with exit 2, its last error line `{path}: message`."""
+    path = tmp_path / "bad.prototxt"
+    path.write_text(text)
+    assert_last_error(run_cli("info", path), f"{path}: {message}")
+
+
 def assert_error(result, message, code=2):
     """The CLI failed as it promises: exit `code`, nothing on stdout, one line on stderr."""
     assert (result.returncode, result.stdout) == (code, ""), result.stderr

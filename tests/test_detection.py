@@ -15,7 +15,7 @@ from prototxt_gen.graph.shapes import infer
 from prototxt_gen.layers.detection import prior_box_params, prior_boxes
 from prototxt_gen.view.render import family, key_params
 
-from conftest import DATA, assert_last_error, run_cli
+from conftest import DATA, assert_info_refuses, run_cli
 from reference import assert_close_to, inputs_for, onnx_blobs, opencv_blobs, with_weights
 
 SSD = DATA / "ssd_head.prototxt"
@@ -131,12 +131,11 @@ def test_priors_match_opencv_in_both_back_ends(tmp_path):
     ("img_h: 30", "prior_box_param: img_h must be positive (both height and width)"),
 ])
 def test_bad_prior_box_parameters_are_one_line_errors(tmp_path, field, error):
-    path = tmp_path / "bad.prototxt"
-    path.write_text('input: "data" input_shape { dim: 1 dim: 3 dim: 32 dim: 32 }\n'
-                    'layer { name: "pb" type: "PriorBox" bottom: "data" bottom: "data" top: "pb"'
-                    f' prior_box_param {{ min_size: 10.0 {field} }} }}\n')
-    assert_last_error(run_cli("info", path), f"{path}: layer 'pb' (PriorBox): {error} "
-                                             "(input 1×3×32×32, 1×3×32×32)")
+    assert_info_refuses(
+        tmp_path, 'input: "data" input_shape { dim: 1 dim: 3 dim: 32 dim: 32 }\n'
+        'layer { name: "pb" type: "PriorBox" bottom: "data" bottom: "data" top: "pb"'
+        f' prior_box_param {{ min_size: 10.0 {field} }} }}\n',
+        f"layer 'pb' (PriorBox): {error} (input 1×3×32×32, 1×3×32×32)")
 
 
 # -- DetectionOutput -----------------------------------------------------------------------

@@ -15,7 +15,7 @@ from prototxt_gen.graph.shapes import infer
 from prototxt_gen.layers.resize import interp_geometry
 
 import numpy_ref
-from conftest import DATA, assert_last_error, run_cli
+from conftest import DATA, assert_info_refuses, run_cli
 from reference import assert_close_to, inputs_for, onnx_blobs, opencv_blobs
 
 INTERP = DATA / "interp.prototxt"
@@ -99,12 +99,10 @@ def test_interp_matches_opencv(tmp_path):
     ("height: 4", "interp_param needs zoom_factor, shrink_factor or height and width"),
 ])
 def test_bad_interp_parameters(tmp_path, param, error):
-    path = tmp_path / "bad.prototxt"
-    path.write_text('input: "data" input_shape { dim: 1 dim: 3 dim: 8 dim: 8 }\n'
-                    'layer { name: "i" type: "Interp" bottom: "data" top: "i" '
-                    f'interp_param {{ {param} }} }}\n')
-    assert_last_error(run_cli("info", path), f"{path}: layer 'i' (Interp): {error} "
-                                             "(input 1×3×8×8)")
+    assert_info_refuses(
+        tmp_path, 'input: "data" input_shape { dim: 1 dim: 3 dim: 8 dim: 8 }\n'
+        'layer { name: "i" type: "Interp" bottom: "data" top: "i" '
+        f'interp_param {{ {param} }} }}\n', f"layer 'i' (Interp): {error} (input 1×3×8×8)")
 
 
 # -- SegNet's Upsample and the pooling mask ---------------------------------------------------

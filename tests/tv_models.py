@@ -9,7 +9,7 @@ from torch import nn
 class Basic(nn.Module):
     expansion = 1
 
-    def __init__(self, cin, planes, stride, downsample, groups, base_width):
+    def __init__(self, cin, planes, stride, downsample, groups, base_width, msra=False):
         super().__init__()
         self.conv1 = nn.Conv2d(cin, planes, 3, stride, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
@@ -27,12 +27,14 @@ class Basic(nn.Module):
 class Bottleneck(nn.Module):
     expansion = 4
 
-    def __init__(self, cin, planes, stride, downsample, groups, base_width):
+    def __init__(self, cin, planes, stride, downsample, groups, base_width, msra=False):
         super().__init__()
         width = int(planes * (base_width / 64.0)) * groups
-        self.conv1 = nn.Conv2d(cin, width, 1, bias=False)
+        # MSRA's release strides the first 1×1; torchvision (v1.5) the 3×3
+        self.conv1 = nn.Conv2d(cin, width, 1, stride if msra else 1, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
-        self.conv2 = nn.Conv2d(width, width, 3, stride, 1, groups=groups, bias=False)
+        self.conv2 = nn.Conv2d(width, width, 3, 1 if msra else stride, 1, groups=groups,
+                               bias=False)
         self.bn2 = nn.BatchNorm2d(width)
         self.conv3 = nn.Conv2d(width, planes * 4, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(planes * 4)
@@ -47,13 +49,18 @@ class Bottleneck(nn.Module):
 
 
 class ResNet(nn.Module):
-    def __init__(self, block, layers, groups=1, width_per_group=64, num_classes=1000):
+    """torchvision's ResNet; msra=True: the same modules in the layout of MSRA's Caffe release
+    of ResNet-50 (stride on the first 1×1, conv1 with a bias, max pooling unpadded and
+    rounded up), which benchmarks/torch_inference.py compares with."""
+
+    def __init__(self, block, layers, groups=1, width_per_group=64, num_classes=1000,
+                 msra=False):
         super().__init__()
-        self.cin, self.groups, self.base_width = 64, groups, width_per_group
-        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
+        self.cin, self.groups, self.base_width, self.msra = 64, groups, width_per_group, msra
+        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=msra)
         self.bn1 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        self.maxpool = nn.MaxPool2d(3, 2, ceil_mode=True) if msra else nn.MaxPool2d(3, 2, 1)
         self.layer1 = self._stage(block, 64, layers[0], 1)
         self.layer2 = self._stage(block, 128, layers[1], 2)
         self.layer3 = self._stage(block, 256, layers[2], 2)
@@ -67,9 +74,10 @@ class ResNet(nn.Module):
             downsample = nn.Sequential(
                 nn.Conv2d(self.cin, planes * block.expansion, 1, stride, bias=False),
                 nn.BatchNorm2d(planes * block.expansion))
-        blocks = [block(self.cin, planes, stride, downsample, self.groups, self.base_width)]
+        blocks = [block(self.cin, planes, stride, downsample, self.groups, self.base_width,
+                        self.msra)]
         self.cin = planes * block.expansion
-        blocks += [block(self.cin, planes, 1, None, self.groups, self.base_width)
+        blocks += [block(self.cin, planes, 1, None, self.groups, self.base_width, self.msra)
                    for _ in range(1, units)]
         return nn.Sequential(*blocks)
 
