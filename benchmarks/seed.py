@@ -14,9 +14,18 @@ batch), in
     python benchmarks/seed.py [--batch 32] [--iterations 10] [--warmup 2] [--threads N]
                               [--device cpu|cuda] [--no-tf]
 
+  - and, as the same network TensorFlow runs, our translation of `resnet152_v2` (TF-slim's
+    layout: 10.91 G multiply-adds per image against resnet152_tv's 11.51 G) in onnxruntime and
+    compiled PyTorch.
+
 Every path gets the same threads and the same random input, and the paths take turns, one
 batch each per round, so that a machine whose speed drifts slows them alike. Ratios are
 against TensorFlow's mean (and, for ours, torchvision's eager); compile time is reported apart.
+
+Each path's arithmetic rate (2 x multiply-adds x batch / seconds) is set against the
+machine's attainable float32 peak, measured in the same run as the best of oneDNN's 3x3
+convolutions on large batches (which run at the hardware's FMA limit); the last lines say what
+rate a given multiple of TensorFlow's speed would need, so a target above the peak shows.
 """
 import argparse
 import math
@@ -29,6 +38,36 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
+
+
+PEAK_SHAPES = ((32, 256, 28), (32, 512, 14), (32, 256, 14))  # batch, channels, side
+
+
+def attainable_peak(threads: int) -> float:
+    """The best float32 GFLOP/s of oneDNN's 3x3 convolutions (channels_last, no bias, batch 32):
+    the rate a convolution network's forward pass cannot beat on this machine without doing
+    less arithmetic (Winograd, FFT)."""
+    import torch
+    torch.set_num_threads(threads)
+    best = 0.0
+    with torch.inference_mode():
+        for n, c, side in PEAK_SHAPES:
+            x = torch.randn(n, c, side, side).contiguous(memory_format=torch.channels_last)
+            conv = torch.nn.Conv2d(c, c, 3, padding=1, bias=False).eval().to(
+                memory_format=torch.channels_last)
+            conv(x)
+            for _ in range(3):
+                start = time.perf_counter()
+                conv(x)
+                best = max(best, 2 * 9 * n * side * side * c * c
+                           / (time.perf_counter() - start) / 1e9)
+    return best
+
+
+def macs_per_image(name: str) -> int:
+    from prototxt_gen import generate
+    from prototxt_gen.view.info import analyze
+    return analyze(generate(name)).totals["macs"]
 
 
 def stats(times):
@@ -146,7 +185,31 @@ def runners(args):
     out["torchvision resnet152, eager"] = timed(
         torchvision_model("resnet152_tv").to(args.device),
         torch.from_numpy(x).to(args.device))
+    # TensorFlow's own network, translated from our resnet152_v2 (pre-activation: its
+    # BatchNorms sit before ReLU and convolution, so none folds into a convolution)
+    v2 = random_weights(generate("resnet152_v2"))
+    model, _, convert = pytorch_model(v2, device=args.device, fuse=True, channels_last=True,
+                                      compile=True)
+    inp = convert(x)
+    with torch.inference_mode():
+        model(inp)
+    out["ours resnet152_v2, fused + channels_last + compile"] = timed(model, inp)
+    if args.device == "cpu":
+        session_v2 = ort.InferenceSession(to_onnx(v2).SerializeToString(), options,
+                                          providers=["CPUExecutionProvider"])
+
+        def run_ort_v2():
+            start = time.perf_counter()
+            session_v2.run(None, {"data": x})
+            return time.perf_counter() - start
+        out["ours resnet152_v2, onnxruntime"] = run_ort_v2
     return out, deviation
+
+
+def net_of(label: str) -> str:
+    """Which network a path runs: TensorFlow's and our resnet152_v2 paths the
+    pre-activation one, the others torchvision's layout."""
+    return "v2" if label.startswith("TensorFlow") or "resnet152_v2" in label else "tv"
 
 
 def main(argv=None):
@@ -157,6 +220,9 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-tf", action="store_true", help="leave TensorFlow out")
+    p.add_argument("--run-length", type=int, default=1, metavar="K",
+                   help="batches each path runs in a row per round, the first untimed "
+                        "(default 1: one timed batch per path per round)")
     p.add_argument("--keep-memory", action="store_true",
                    help="every path (TensorFlow's process too) keeps freed memory for reuse "
                         "(bench.keep_freed_memory)")
@@ -167,6 +233,8 @@ def main(argv=None):
     if args.keep_memory:
         from prototxt_gen.backends.bench import keep_freed_memory
         assert keep_freed_memory(), "--keep-memory needs glibc"
+    peak = attainable_peak(args.threads) if args.device == "cpu" else None
+    macs = {"tv": macs_per_image("resnet152_tv"), "v2": macs_per_image("resnet152_v2")}
     paths = {}
     tf_runner = None
     if not args.no_tf:
@@ -175,28 +243,48 @@ def main(argv=None):
     timed_paths, deviation = runners(args)
     paths.update(timed_paths)
     # Interleaved rounds, each path once per round: a machine whose speed drifts (shared
-    # cores, clocks) then slows every path alike instead of whichever ran last.
+    # cores, clocks) then slows every path alike instead of whichever ran last. With
+    # --run-length K, a path runs K batches in a row per round, the first untimed: it finds
+    # the caches full of the previous path's weights, which the seed's consecutive batches
+    # never do.
     rows = {label: [] for label in paths}
-    for i in range(args.warmup + args.iterations):
+    timed = max(args.run_length - 1, 1)
+    for i in range(args.warmup + -(-args.iterations // timed)):
         for label, run in paths.items():
-            t = run()
-            if i >= args.warmup:
-                rows[label].append(t)
+            if args.run_length > 1:
+                run()
+            for _ in range(timed):
+                t = run()
+                if i >= args.warmup and len(rows[label]) < args.iterations:
+                    rows[label].append(t)
     if tf_runner is not None:
         tf_runner.close()
     tf_mean = stats(rows["TensorFlow resnet_v2_152, tf.function"])[0] if tf_runner else None
     tv_mean = stats(rows["torchvision resnet152, eager"])[0]
     print(f"ResNet-152 forward, batch {args.batch}, {args.threads} threads, {args.device}, "
           f"{args.warmup} warm-up + {args.iterations} timed batches each, interleaved"
+          f"{f' in runs of {args.run_length} (the first untimed)' if args.run_length > 1 else ''}"
           f"{', freed memory kept by every path' if args.keep_memory else ''} (mean +/- sd)")
+    if peak:
+        peak = max(peak, attainable_peak(args.threads))  # before and after the rounds
     for label, times in rows.items():
         m, sd = stats(times)
         ratio = f"  {tf_mean / m:5.2f}x TF" if tf_mean else ""
         ratio += f"  {tv_mean / m:5.2f}x torchvision" if label.startswith("ours") else ""
-        print(f"  {label:<48} {m:7.3f} +/- {sd:.3f} s/batch  {args.batch / m:7.1f} img/s"
+        rate = 2 * macs[net_of(label)] * args.batch / m / 1e9
+        ratio += f"  {rate:4.0f} GFLOP/s" + (f" ({rate / peak:4.0%} of peak)" if peak else "")
+        print(f"  {label:<52} {m:7.3f} +/- {sd:.3f} s/batch  {args.batch / m:7.1f} img/s"
               f"{ratio}")
     print(f"(bfloat16: its outputs differ from float32's by up to {deviation:.2%} of the "
           "largest output; every other path computes in float32)")
+    if peak:
+        print(f"attainable float32 peak here: {peak:.0f} GFLOP/s (the best of oneDNN's 3x3 "
+              "convolutions, measured before and after the rounds)")
+    if peak and tf_mean:
+        tf_rate = 2 * macs["v2"] * args.batch / tf_mean / 1e9
+        for target in (1.0, 1.5):
+            print(f"  {target:.1f}x TensorFlow's speed on resnet_v2_152 needs "
+                  f"{target * tf_rate:.0f} GFLOP/s = {target * tf_rate / peak:.0%} of that peak")
 
 
 if __name__ == "__main__":
