@@ -1,13 +1,13 @@
-"""Checks and timings for a machine with a CUDA GPU and real torchvision (the device machine;
-CI has neither). Writes a JSON report and prints a summary.
+"""Checks and timings for a machine with a CUDA GPU and torchvision (the device machine; CI
+has no GPU). Writes a JSON report and prints a summary.
 
     python benchmarks/gpu_check.py OUT.json [--iterations 50] [--warmup 10]
 
 1. torchvision itself: for resnet18/50, resnext50_32x4d and wide_resnet50_2, torchvision's own
    model and tests/tv_models.py's have the same state_dict keys and shapes and, given the same
-   weights, the same output (so the CPU tests' reference is torchvision's structure); that
-   state_dict converted with `prototxt-gen convert MODEL --state-dict` gives torchvision's
-   output through our PyTorch translation on the GPU.
+   weights, the same output (tests/test_torchvision_import.py checks this on the CPU too);
+   that state_dict converted with `prototxt-gen convert MODEL --state-dict` gives
+   torchvision's output through our PyTorch translation on the GPU.
 2. ResNet-152 (resnet152_tv) forward on the GPU, batch 32 and 1: our module plain, fused,
    fused + channels_last, fused + torch.compile, against torchvision's resnet152 eager.
 3. The VGG16 SSD300 detector's module on the GPU gives the CPU module's detections.

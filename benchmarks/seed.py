@@ -6,8 +6,8 @@ batch), in
     (BatchNorm/Scale folded), fused + channels_last, that + torch.compile (Inductor with
     freezing), and fused + channels_last in bfloat16 (its deviation from float32 reported);
   - onnxruntime running our ONNX translation;
-  - torchvision's resnet152 structure, eager (tests/tv_models.py: torchvision's modules written
-    out, as torchvision does not import beside this machine's CPU torch);
+  - torchvision's resnet152, eager (torchvision's own model; where torchvision is not
+    installed, tests/tv_models.py's transcription of it, which computes the same);
   - TF-slim's resnet_v2_152 computed in TensorFlow as a tf.function (tests/tf_reference.py's
     builder; in its own process, so TensorFlow and torch never share one).
 
@@ -182,9 +182,9 @@ def runners(args):
             session.run(None, {"data": x})
             return time.perf_counter() - start
         out["ours, onnxruntime"] = run_ort
-    out["torchvision resnet152, eager"] = timed(
-        torchvision_model("resnet152_tv").to(args.device),
-        torch.from_numpy(x).to(args.device))
+    tv = torchvision_model("resnet152_tv", real=True) or torchvision_model("resnet152_tv")
+    out["torchvision resnet152, eager"] = timed(tv.to(args.device),
+                                                torch.from_numpy(x).to(args.device))
     # TensorFlow's own network, translated from our resnet152_v2 (pre-activation: its
     # BatchNorms sit before ReLU and convolution, so none folds into a convolution)
     v2 = random_weights(generate("resnet152_v2"))

@@ -1,6 +1,7 @@
 """torchvision state_dicts into the built-in models of their layout (`convert MODEL --state-dict
 W.pth --to caffemodel`): the caffemodel, run through our PyTorch translation and through OpenCV
-4, gives the torchvision model's output (tests/tv_models.py, torchvision's module names); a
+4, gives real torchvision's output; tests/tv_models.py's transcription of torchvision (which
+the other tests and the benchmarks use) has torchvision's keys, shapes and outputs; a
 state_dict of another net, or a net of another layout, is refused in one line."""
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from prototxt_gen.backends.pytorch import to_torch
 
 from conftest import assert_last_error, run_cli
 from reference import bound
-from tv_models import torchvision_model
+from tv_models import MODELS, import_torchvision, torchvision_model
 
 import cv2
 
@@ -23,10 +24,15 @@ def opencv_text(net):
     return net.to_prototxt("modern").replace("round_mode: FLOOR", "ceil_mode: false")
 
 
+needs_torchvision = pytest.mark.skipif(import_torchvision() is None,
+                                       reason="torchvision is not installed")
+
+
+@needs_torchvision
 @pytest.mark.parametrize("name", ["resnet18_tv", "resnet50_tv", "resnext50_32x4d",
                                   "wide_resnet50_2"])
 def test_imported_weights_give_torchvisions_output(tmp_path, name):
-    model = torchvision_model(name)
+    model = torchvision_model(name, real=True)
     torch.save(model.state_dict(), tmp_path / "tv.pth")
     out = tmp_path / "model.caffemodel"
     r = run_cli("convert", name, "--state-dict", tmp_path / "tv.pth", "--to", "caffemodel",
@@ -43,6 +49,25 @@ def test_imported_weights_give_torchvisions_output(tmp_path, name):
     cv = cv2.dnn.readNetFromCaffe(str(tmp_path / "cv.prototxt"), str(out))
     cv.setInput(x)
     assert np.abs(cv.forward("fc1000") - ref).max() <= bound(ref)
+
+
+@needs_torchvision
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_the_transcription_is_torchvisions_model(name):
+    """Same keys and shapes in the same order for all nine models, and (where a forward pass
+    is cheap) torchvision's output from the transcription's weights."""
+    ours = torchvision_model(name).state_dict()
+    real = torchvision_model(name, real=True)
+    assert [(k, tuple(v.shape)) for k, v in real.state_dict().items()] == \
+        [(k, tuple(v.shape)) for k, v in ours.items()]
+    if name in ("resnet18_tv", "resnet50_tv", "resnext50_32x4d"):
+        real.load_state_dict(ours, strict=True)
+        x = torch.from_numpy(np.random.default_rng(3).standard_normal(
+            (2, 3, 160, 160)).astype(np.float32))
+        with torch.no_grad():
+            ref = real(x).numpy()
+            assert np.abs(torchvision_model(name)(x).numpy() - ref).max() <= 1e-5 * max(
+                1, np.abs(ref).max())
 
 
 @pytest.fixture(scope="module")

@@ -1,9 +1,42 @@
 """torchvision's ResNet family written out in plain torch, with its module names (so its
-state_dict keys are torchvision's: conv1, bn1, layer1.0.conv1, layer1.0.downsample.0, fc...).
-torchvision itself does not import beside this machine's CPU torch; the structure follows
-torchvision.models.resnet (v1.5: the stride on the 3×3 of a bottleneck)."""
+state_dict keys are torchvision's: conv1, bn1, layer1.0.conv1, layer1.0.downsample.0, fc...),
+following torchvision.models.resnet (v1.5: the stride on the 3×3 of a bottleneck); and real
+torchvision (`import_torchvision`), against which test_torchvision_import checks both this
+transcription and the imported weights."""
+import functools
+import importlib.util
+from pathlib import Path
+
 import torch
 from torch import nn
+
+# PyPI's torchvision wheels are built against CUDA torch: beside a CPU torch their C++ ops
+# (_C.so) do not load, and the package's import then stops where it registers fake kernels
+# for two of those ops. The models are plain Python and use none of them.
+MISSING_OPS = ("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor",
+               "qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+
+
+@functools.lru_cache(None)
+def import_torchvision():
+    """The torchvision package, or None where it is not installed. Where its C++ ops do not
+    load, the schemas of the two ops its import registers kernels for are declared first."""
+    spec = importlib.util.find_spec("torchvision")
+    if spec is None or spec.origin is None:
+        return None
+    libraries = sorted(Path(spec.origin).parent.glob("_C*.so"))
+    try:
+        torch.ops.load_library(str(libraries[0]))
+    except (IndexError, OSError, RuntimeError):
+        library = torch.library.Library("torchvision", "FRAGMENT")
+        import_torchvision.keep = library  # the declarations live as long as the library
+        for schema in MISSING_OPS:
+            try:
+                library.define(schema)
+            except RuntimeError:  # declared already
+                pass
+    import torchvision
+    return torchvision
 
 
 class Basic(nn.Module):
@@ -100,13 +133,21 @@ MODELS = {  # our built-in model -> torchvision's constructor arguments
 }
 
 
-def torchvision_model(name, seed=0):
+def torchvision_model(name, seed=0, real=False):
     """The model in eval mode: torchvision's initialization (He normal, fan_out, for the
     convolutions), then BatchNorm given statistics and affine parameters of a trained net's
-    scale, so that every BatchNorm matters."""
+    scale, so that every BatchNorm matters. real=True: built by torchvision itself (None
+    where torchvision is not installed; its weights differ from the transcription's, as its
+    modules draw their default initializations in another order)."""
     torch.manual_seed(seed)
-    block, layers, kwargs = MODELS[name]
-    model = ResNet(block, layers, **kwargs)
+    if real:
+        torchvision = import_torchvision()
+        if torchvision is None:
+            return None
+        model = getattr(torchvision.models, name.removesuffix("_tv"))()
+    else:
+        block, layers, kwargs = MODELS[name]
+        model = ResNet(block, layers, **kwargs)
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
