@@ -170,18 +170,20 @@ def runners(args):
     ref = outputs["ours, PyTorch fused"]
     bf16 = outputs["ours, PyTorch fused + channels_last, bfloat16"]
     deviation = float(np.abs(bf16 - ref).max() / max(np.abs(ref).max(), 1e-12))
-    if args.device == "cpu":
+    def onnxruntime(net):
         import onnxruntime as ort
         options = ort.SessionOptions()
         options.intra_op_num_threads = args.threads
         session = ort.InferenceSession(to_onnx(net).SerializeToString(), options,
                                        providers=["CPUExecutionProvider"])
 
-        def run_ort():
+        def run():
             start = time.perf_counter()
             session.run(None, {"data": x})
             return time.perf_counter() - start
-        out["ours, onnxruntime"] = run_ort
+        return run
+    if args.device == "cpu":
+        out["ours, onnxruntime"] = onnxruntime(net)
     tv = torchvision_model("resnet152_tv", real=True) or torchvision_model("resnet152_tv")
     out["torchvision resnet152, eager"] = timed(tv.to(args.device),
                                                 torch.from_numpy(x).to(args.device))
@@ -195,14 +197,7 @@ def runners(args):
         model(inp)
     out["ours resnet152_v2, fused + channels_last + compile"] = timed(model, inp)
     if args.device == "cpu":
-        session_v2 = ort.InferenceSession(to_onnx(v2).SerializeToString(), options,
-                                          providers=["CPUExecutionProvider"])
-
-        def run_ort_v2():
-            start = time.perf_counter()
-            session_v2.run(None, {"data": x})
-            return time.perf_counter() - start
-        out["ours resnet152_v2, onnxruntime"] = run_ort_v2
+        out["ours resnet152_v2, onnxruntime"] = onnxruntime(v2)
     return out, deviation
 
 
