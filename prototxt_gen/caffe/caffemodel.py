@@ -19,7 +19,9 @@ from typing import BinaryIO, Sequence
 import numpy as np
 
 from ..proto import caffe_pb2
-from ..proto.wire import decode_varint, tag as _tag, varint as _varint
+from ..proto.wire import (FIXED32 as _FIXED32, FIXED64 as _FIXED64, LEN as _LEN,
+                          VARINT as _VARINT, WireError, decode_varint,
+                          fields as wire_fields, tag as _tag, varint as _varint)
 from ..errors import NetError
 
 # Field numbers (docs/caffe.md §1; every field of caffe.proto: proto/caffe.proto).
@@ -28,7 +30,6 @@ LAYER_BLOBS, V1_BLOBS, V1_V0LAYER, V0_BLOBS = 7, 6, 1, 50
 BLOB_NUM, BLOB_CHANNELS, BLOB_HEIGHT, BLOB_WIDTH = 1, 2, 3, 4
 BLOB_DATA, BLOB_DIFF, BLOB_SHAPE, BLOB_DOUBLE_DATA, BLOB_DOUBLE_DIFF = 5, 6, 7, 8, 9
 SHAPE_DIM = 1
-_VARINT, _FIXED64, _LEN, _FIXED32 = 0, 1, 2, 5
 
 
 class CorruptFile(NetError):
@@ -204,30 +205,10 @@ class _Scanner:
 
     def fields(self, pos: int, end: int):
         """(field number, wire type, value or payload start, payload end, field start)."""
-        while pos < end:
-            start = pos
-            tag, pos = self.varint(pos, end)
-            number, wire = tag >> 3, tag & 7
-            if number == 0:
-                self.fail(start, "field number 0")
-            if wire == _VARINT:
-                value, pos = self.varint(pos, end)
-                yield number, wire, value, pos, start
-            elif wire == _LEN:
-                length, pos = self.varint(pos, end)
-                if length > end - pos:
-                    self.fail(start, f"field {number} needs {length} bytes, "
-                                     f"{end - pos} are left")
-                yield number, wire, pos, pos + length, start
-                pos += length
-            elif wire in (_FIXED32, _FIXED64):
-                width = 4 if wire == _FIXED32 else 8
-                if width > end - pos:
-                    self.fail(start, f"field {number} runs past the end")
-                yield number, wire, pos, pos + width, start
-                pos += width
-            else:
-                self.fail(start, f"unexpected wire type {wire} (field {number})")
+        try:
+            yield from wire_fields(self.buf, pos, end)
+        except WireError as exc:
+            self.fail(exc.pos, str(exc))
 
     def net(self):
         header = bytearray()

@@ -21,7 +21,7 @@ import numpy as np
 from ..errors import NetError
 from ..fileio import open_input
 from ..limits import check_memory
-from ..proto.wire import decode_varint
+from ..proto.wire import LEN, VARINT, decode_varint, fields as wire_fields
 
 TABLE_MAGIC = 0xDB4775248B80FB57
 FOOTER = 48
@@ -49,26 +49,13 @@ class Entry:
 def _fields(buf: bytes, pos: int = 0, end: int | None = None):
     """(field number, wire type, value) of a protobuf message: ints for varints and fixed
     values, (start, end) spans for length-delimited ones."""
-    end = len(buf) if end is None else end
-    while pos < end:
-        key, pos = decode_varint(buf, pos, end)
-        number, wire = key >> 3, key & 7
-        if wire == 0:
-            value, pos = decode_varint(buf, pos, end)
-        elif wire in (1, 5):
-            width = 8 if wire == 1 else 4
-            if pos + width > end:
-                raise ValueError("a fixed-width field runs past its record")
-            value = int.from_bytes(buf[pos:pos + width], "little")
-            pos += width
-        elif wire == 2:
-            length, pos = decode_varint(buf, pos, end)
-            if pos + length > end:
-                raise ValueError("a length-delimited field runs past its record")
-            value, pos = (pos, pos + length), pos + length
+    for number, wire, a, b, _ in wire_fields(buf, pos, len(buf) if end is None else end):
+        if wire == LEN:
+            yield number, wire, (a, b)
+        elif wire == VARINT:
+            yield number, wire, a
         else:
-            raise ValueError(f"wire type {wire}")
-        yield number, wire, value
+            yield number, wire, int.from_bytes(buf[a:b], "little")
 
 
 def _shape(buf: bytes, span: tuple[int, int]) -> tuple[int, ...]:

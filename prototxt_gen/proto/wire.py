@@ -1,5 +1,6 @@
 """Small shims over protobuf's descriptor API, which changed between protobuf 4 and 7, and the
-wire-format pieces our writers use to stream large arrays into messages without copying them."""
+wire-format pieces our writers use to stream large arrays into messages without copying them
+and our readers (caffemodels, TensorFlow checkpoint indexes) use to scan messages."""
 from google.protobuf.descriptor import FieldDescriptor
 
 if hasattr(FieldDescriptor, "is_repeated"):  # protobuf >= 6.30; `label` is gone in 7
@@ -18,7 +19,8 @@ INT_RANGES = {FieldDescriptor.CPPTYPE_INT32: (-2**31, 2**31 - 1),
               FieldDescriptor.CPPTYPE_UINT64: (0, 2**64 - 1)}
 
 
-LEN = 2  # wire type of length-delimited fields (bytes, strings, messages, packed arrays)
+VARINT, FIXED64, LEN, FIXED32 = 0, 1, 2, 5  # wire types (LEN: bytes, strings, messages,
+# packed arrays)
 
 
 def tag(number: int, wire: int = LEN) -> bytes:
@@ -40,6 +42,51 @@ def decode_varint(buf, pos: int, end: int) -> tuple[int, int]:
         shift += 7
         if shift > 63:
             raise ValueError("a number is longer than 10 bytes")
+
+
+class WireError(ValueError):
+    """Bytes that are not a protobuf message; `pos` is where the bad field or number starts."""
+
+    def __init__(self, pos: int, what: str):
+        super().__init__(what)
+        self.pos = pos
+
+
+def _number(buf, pos: int, end: int) -> tuple[int, int]:
+    try:
+        return decode_varint(buf, pos, end)
+    except ValueError as exc:
+        raise WireError(pos, str(exc)) from None
+
+
+def fields(buf, pos: int, end: int):
+    """The fields of the message in buf[pos:end], as (field number, wire type, value or
+    payload start, payload end, field start): a varint's value and the position after it, a
+    length-delimited or fixed-width field's payload span. WireError at the first bad field."""
+    while pos < end:
+        start = pos
+        key, pos = _number(buf, pos, end)
+        number, wire = key >> 3, key & 7
+        if number == 0:
+            raise WireError(start, "field number 0")
+        if wire == VARINT:
+            value, pos = _number(buf, pos, end)
+            yield number, wire, value, pos, start
+        elif wire == LEN:
+            length, pos = _number(buf, pos, end)
+            if length > end - pos:
+                raise WireError(start, f"field {number} needs {length} bytes, "
+                                       f"{end - pos} are left")
+            yield number, wire, pos, pos + length, start
+            pos += length
+        elif wire in (FIXED32, FIXED64):
+            width = 4 if wire == FIXED32 else 8
+            if width > end - pos:
+                raise WireError(start, f"field {number} runs past the end")
+            yield number, wire, pos, pos + width, start
+            pos += width
+        else:
+            raise WireError(start, f"unexpected wire type {wire} (field {number})")
 
 
 def varint(value: int) -> bytes:
