@@ -62,6 +62,9 @@ class CaffeNet(nn.Module):
 
     def timed_forward(self, *inputs, clock: Callable[[str], None]):
         """forward, calling `clock(layer name)` as each layer finishes (in Caffe's order)."""
+        cls = type(self)
+        if "_forward_timed" not in vars(cls):  # made on first use: only bench times layers
+            cls._forward_timed = cls._make_timed_forward()
         return self._forward_timed(*inputs, clock=clock)
 
     def layer_outputs(self, *inputs) -> dict[str, tuple[torch.Tensor, ...]]:
@@ -83,7 +86,8 @@ def _module(p: Plan, cls_name: str) -> CaffeNet:
     attrs = {
         "forward": _compile(forward_source(p), cls_name),
         "_forward_blobs": _compile(forward_source(p, record=True), cls_name),
-        "_forward_timed": _compile(forward_source(p, timed=True), cls_name),
+        "_make_timed_forward": staticmethod(
+            lambda: _compile(forward_source(p, timed=True), cls_name)),
         "caffe_types": {st.layer.name: st.layer.type for st in p.statements},
         "input_names": tuple(b for b, _, _ in p.inputs),
         "input_shapes": tuple(shape for _, _, shape in p.inputs),
