@@ -32,19 +32,17 @@ from prototxt_gen import generate, load_weights, read_prototxt, write_caffemodel
 from prototxt_gen.backends import bench
 from prototxt_gen.backends.pytorch import to_torch
 
-TORCHVISION = {"resnet18_tv": "resnet18", "resnet50_tv": "resnet50",
-               "resnext50_32x4d": "resnext50_32x4d", "wide_resnet50_2": "wide_resnet50_2"}
+TORCHVISION = ("resnet18_tv", "resnet50_tv", "resnext50_32x4d", "wide_resnet50_2")
 
 
 def check_torchvision(report):
-    import torchvision
-    from tv_models import torchvision_model
-    report["torchvision"] = {"version": torchvision.__version__, "nets": {}}
+    from tv_models import import_torchvision, torchvision_model
+    report["torchvision"] = {"version": import_torchvision().__version__, "nets": {}}
     x = torch.from_numpy(np.random.default_rng(0).standard_normal((2, 3, 224, 224))
                          .astype(np.float32))
-    for name, tv_name in TORCHVISION.items():
+    for name in TORCHVISION:
         ours = torchvision_model(name)
-        real = getattr(torchvision.models, tv_name)(weights=None).eval()
+        real = torchvision_model(name, real=True)
         state = ours.state_dict()
         same_keys = [(k, tuple(v.shape)) for k, v in real.state_dict().items()] == \
             [(k, tuple(v.shape)) for k, v in state.items()]
@@ -74,7 +72,7 @@ def check_torchvision(report):
 
 
 def gpu_times(report, iterations, warmup):
-    import torchvision
+    from tv_models import torchvision_model
     report["resnet152"] = {}
     for batch in (32, 1):
         rows = {}
@@ -86,17 +84,13 @@ def gpu_times(report, iterations, warmup):
                                     iterations=iterations, warmup=warmup, device="cuda", **kw)
             rows[label] = {"mean_s": r.mean, "sd_s": r.sd, "images_per_s": r.images_per_s,
                            "setup_s": time.perf_counter() - start - sum(r.times)}
-        model = torchvision.models.resnet152(weights=None).eval().cuda()
+        model = torchvision_model("resnet152_tv", real=True).cuda()
         x = torch.randn(batch, 3, 224, 224, device="cuda")
-        times = []
-        for i in range(warmup + iterations):
-            start = time.perf_counter()
+
+        def run():
             with torch.inference_mode():
                 model(x)
-            torch.cuda.synchronize()
-            if i >= warmup:
-                times.append(time.perf_counter() - start)
-        m = sum(times) / len(times)
+        m = bench.mean_sd(bench.time_runs(run, iterations, warmup, torch.cuda.synchronize))[0]
         rows["torchvision eager"] = {"mean_s": m, "images_per_s": batch / m}
         report["resnet152"][f"batch{batch}"] = rows
         for label, row in rows.items():

@@ -9,14 +9,13 @@ batch), in
   - torchvision's resnet152, eager (torchvision's own model; where torchvision is not
     installed, tests/tv_models.py's transcription of it, which computes the same);
   - TF-slim's resnet_v2_152 computed in TensorFlow as a tf.function (tests/tf_reference.py's
-    builder; in its own process, so TensorFlow and torch never share one).
-
-    python benchmarks/seed.py [--batch 32] [--iterations 10] [--warmup 2] [--threads N]
-                              [--device cpu|cuda] [--no-tf]
-
+    builder; in its own process, so TensorFlow and torch never share one);
   - and, as the same network TensorFlow runs, our translation of `resnet152_v2` (TF-slim's
     layout: 10.91 G multiply-adds per image against resnet152_tv's 11.51 G) in onnxruntime and
     compiled PyTorch.
+
+    python benchmarks/seed.py [--batch 32] [--iterations 10] [--warmup 2] [--threads N]
+                              [--device cpu|cuda] [--no-tf] [--keep-memory] [--run-length K]
 
 Every path gets the same threads and the same random input, and the paths take turns, one
 batch each per round, so that a machine whose speed drifts slows them alike. Ratios are
@@ -28,7 +27,6 @@ convolutions on large batches (which run at the hardware's FMA limit); the last 
 rate a given multiple of TensorFlow's speed would need, so a target above the peak shows.
 """
 import argparse
-import math
 import os
 import subprocess
 import sys
@@ -38,6 +36,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
+
+from prototxt_gen.backends.bench import mean_sd  # noqa: E402 - after the path is set
 
 
 PEAK_SHAPES = ((32, 256, 28), (32, 512, 14), (32, 256, 14))  # batch, channels, side
@@ -68,11 +68,6 @@ def macs_per_image(name: str) -> int:
     from prototxt_gen import generate
     from prototxt_gen.view.info import analyze
     return analyze(generate(name)).totals["macs"]
-
-
-def stats(times):
-    m = sum(times) / len(times)
-    return m, math.sqrt(max(sum(t * t for t in times) / len(times) - m * m, 0.0))
 
 
 def tf_child(args):
@@ -254,8 +249,8 @@ def main(argv=None):
                     rows[label].append(t)
     if tf_runner is not None:
         tf_runner.close()
-    tf_mean = stats(rows["TensorFlow resnet_v2_152, tf.function"])[0] if tf_runner else None
-    tv_mean = stats(rows["torchvision resnet152, eager"])[0]
+    tf_mean = mean_sd(rows["TensorFlow resnet_v2_152, tf.function"])[0] if tf_runner else None
+    tv_mean = mean_sd(rows["torchvision resnet152, eager"])[0]
     print(f"ResNet-152 forward, batch {args.batch}, {args.threads} threads, {args.device}, "
           f"{args.warmup} warm-up + {args.iterations} timed batches each, interleaved"
           f"{f' in runs of {args.run_length} (the first untimed)' if args.run_length > 1 else ''}"
@@ -263,7 +258,7 @@ def main(argv=None):
     if peak:
         peak = max(peak, attainable_peak(args.threads))  # before and after the rounds
     for label, times in rows.items():
-        m, sd = stats(times)
+        m, sd = mean_sd(times)
         ratio = f"  {tf_mean / m:5.2f}x TF" if tf_mean else ""
         ratio += f"  {tv_mean / m:5.2f}x torchvision" if label.startswith("ours") else ""
         rate = 2 * macs[net_of(label)] * args.batch / m / 1e9

@@ -22,6 +22,13 @@ from ..graph.placeholders import fill_placeholders
 from .inference import for_inference
 
 
+def mean_sd(times: list[float]) -> tuple[float, float]:
+    """The mean and the population deviation, sqrt(E[t²] - E[t]²), as time_tensorflow_run
+    computes them."""
+    m = sum(times) / len(times)
+    return m, math.sqrt(max(sum(t * t for t in times) / len(times) - m * m, 0.0))
+
+
 @dataclass
 class BenchResult:
     backend: str
@@ -34,12 +41,11 @@ class BenchResult:
 
     @property
     def mean(self) -> float:
-        return sum(self.times) / len(self.times)
+        return mean_sd(self.times)[0]
 
     @property
     def sd(self) -> float:
-        m = self.mean
-        return math.sqrt(max(sum(t * t for t in self.times) / len(self.times) - m * m, 0.0))
+        return mean_sd(self.times)[1]
 
     @property
     def images_per_s(self) -> float:
@@ -94,8 +100,10 @@ def _inputs(net: Net, batch: int, seed: int = 0) -> list[np.ndarray]:
     return out
 
 
-def _loop(run: Callable[[], None], iterations: int, warmup: int, sync: Callable[[], None],
-          progress) -> list[float]:
+def time_runs(run: Callable[[], None], iterations: int, warmup: int,
+              sync: Callable[[], None] = lambda: None, progress=None) -> list[float]:
+    """The seconds of each of `iterations` calls of `run` (the device synchronized before the
+    clock stops), after `warmup` untimed ones."""
     times = []
     for i in range(warmup + iterations):
         start = time.perf_counter()
@@ -146,7 +154,7 @@ def bench_pytorch(net: Net, *, batch: int, iterations: int, warmup: int, device:
     def run():
         with torch.inference_mode():
             run_model(*xs)
-    times = _loop(run, iterations, warmup, sync, progress)
+    times = time_runs(run, iterations, warmup, sync, progress)
     layers = []
     if per_layer:
         layers = _torch_layers(model, xs, sync, max(1, min(iterations, 10)))
@@ -160,7 +168,7 @@ def _torch_layers(model, xs, sync, repeats: int) -> list[tuple[str, str, float]]
     one layer's end and the next's, the device synchronized at each)."""
     import torch
     totals: dict[str, float] = {}
-    for _ in range(repeats + 1):  # the first pass warms the timed code up, uncounted
+    for i in range(repeats + 1):  # the first pass warms the timed code up, uncounted
         marks = [("", time.perf_counter())]
 
         def clock(name, marks=marks):
@@ -168,7 +176,7 @@ def _torch_layers(model, xs, sync, repeats: int) -> list[tuple[str, str, float]]
             marks.append((name, time.perf_counter()))
         with torch.inference_mode():
             model.timed_forward(*xs, clock=clock)
-        if _ == 0:
+        if i == 0:
             continue
         for (_, t0), (name, t1) in zip(marks, marks[1:]):
             totals[name] = totals.get(name, 0.0) + (t1 - t0)
@@ -194,8 +202,8 @@ def bench_onnxruntime(net: Net, *, batch: int, iterations: int, warmup: int,
         raise NetError("onnxruntime here has no CUDA provider (pip install onnxruntime-gpu)")
     session = ort.InferenceSession(model, options, providers=providers)
     feeds = dict(zip([i.name for i in session.get_inputs()], _inputs(net, batch)))
-    times = _loop(lambda: session.run(None, feeds), iterations, warmup, lambda: None,
-                  progress)
+    times = time_runs(lambda: session.run(None, feeds), iterations, warmup,
+                      progress=progress)
     layers = []
     if per_layer:
         options.enable_profiling = True
