@@ -116,6 +116,16 @@ def net_options(p: argparse.ArgumentParser) -> None:
                         "top the file does not size; repeatable")
 
 
+def require(module: str, extra: str, needed_by: str, what: str | None = None) -> None:
+    """A one-line error, with the command that installs the extra, when `module` (an optional
+    package) does not import."""
+    try:
+        __import__(module)
+    except ImportError:
+        raise PrototxtGenError(f"{needed_by} needs {what or module}: {install_hint(extra)}") \
+            from None
+
+
 def install_hint(extra: str) -> str:
     """A command that installs an extra's packages into the running Python, whether
     prototxt-gen came from a clone, a wheel or an index: its own pip, with the versions the

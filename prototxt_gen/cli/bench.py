@@ -11,7 +11,7 @@ import warnings
 from typing import Sequence
 
 from ..errors import PrototxtGenError
-from .args import PROG, Parser, emit, install_hint, net_argument, net_options
+from .args import PROG, Parser, emit, net_argument, net_options, require
 from .nets import load_for
 
 BENCH_EXAMPLES = f"""\
@@ -91,13 +91,10 @@ def cmd_bench(argv: Sequence[str]) -> int:
 
 
 def _run(net, args):
-    module = "torch" if args.backend == "pytorch" else "onnxruntime"
-    try:
-        __import__(module)
-    except ImportError:
-        extra = "torch" if module == "torch" else "onnx"
-        raise PrototxtGenError(f"--backend {args.backend} needs {module}: "
-                               f"{install_hint(extra)}") from None
+    if args.backend == "pytorch":
+        require("torch", "torch", "--backend pytorch")
+    else:
+        require("onnxruntime", "onnx", "--backend onnxruntime")
     from ..backends import bench
     if args.keep_memory and not bench.keep_freed_memory():
         raise PrototxtGenError("--keep-memory needs glibc's mallopt, which this system lacks")

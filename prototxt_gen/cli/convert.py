@@ -7,7 +7,7 @@ import warnings
 from typing import Sequence
 
 from ..errors import PrototxtGenError
-from .args import PROG, Parser, file_output, net_argument, net_options, install_hint
+from .args import PROG, Parser, file_output, net_argument, net_options, require
 from .nets import load_for
 
 
@@ -146,11 +146,8 @@ def _require(args) -> None:
     if args.verify:
         needs.append(("onnxruntime", "onnx", "onnxruntime"))
     for module, extra, what in needs:
-        try:
-            __import__(module)
-        except ImportError:
-            option = "--verify" if args.verify and module != "onnx" else f"--to {args.to}"
-            raise PrototxtGenError(f"{option} needs {what}: {install_hint(extra)}") from None
+        require(module, extra, "--verify" if args.verify and module != "onnx"
+                else f"--to {args.to}", what)
 
 
 def _convert(net, args, state) -> None:
