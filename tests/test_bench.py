@@ -112,3 +112,18 @@ def test_keep_memory_says_so(tmp_path):
                 "--keep-memory")
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines()[0].endswith(", freed memory kept")
+
+
+def test_hostile_names_print_as_one_line_each(tmp_path):
+    """A layer or net name may hold anything: a newline or a terminal escape is printed escaped,
+    as `info` prints it, so it cannot forge a line of the report."""
+    path = tmp_path / "evil.prototxt"
+    path.write_text(NET.replace('name: "tiny"', 'name: "t\\x1b[2Jiny"')
+                    .replace('name: "relu"', 'name: "relu\\nfc  InnerProduct  99.000  99.0%"'))
+    r = run_cli("bench", path, "--batch", "1", "--iterations", "1", "--warmup", "0",
+                "--per-layer")
+    assert r.returncode == 0, r.stderr
+    assert "\x1b" not in r.stdout and r.stdout.startswith("t\\x1b[2Jiny: pytorch")
+    rows = [line for line in r.stdout.splitlines() if line.startswith(("relu", "fc "))]
+    assert len(rows) == 2 and any(row.startswith("relu\\nfc  InnerProduct  99.000  99.0%  ReLU")
+                                  for row in rows)

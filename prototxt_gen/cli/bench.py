@@ -10,7 +10,7 @@ import sys
 import warnings
 from typing import Sequence
 
-from ..errors import PrototxtGenError
+from ..errors import PrototxtGenError, one_line
 from .args import PROG, Parser, emit, net_argument, net_options, require
 from .nets import load_for
 
@@ -142,18 +142,21 @@ def _text(net, args, r) -> str:
         ("channels_last", args.channels_last), (args.dtype, args.dtype != "float32")) if v])
     threads = r.options.get("threads") or "default"
     memory = ", freed memory kept" if args.keep_memory else ""
-    lines = [f"{net.name or args.net}: {path} on {args.device}, {threads} threads, "
+    lines = [f"{one_line(net.name or str(args.net), 200)}: {path} on {args.device}, "
+             f"{threads} threads, "
              f"batch {r.batch}, {r.warmup} warm-up batches{memory}",
              f"{datetime.datetime.now()}: Forward across {len(r.times)} steps, "
              f"{r.mean:.3f} +/- {r.sd:.3f} sec / batch",
              f"{r.images_per_s:.1f} images/s, {r.mean * 1000:.3f} ms / batch"]
     if r.per_layer:
         total = r.layer_total
-        width = max(len("layer"), *(len(n) for n, _, _ in r.per_layer))
-        kinds = max(len("type"), *(len(t) for _, t, _ in r.per_layer))
+        # the file's names, which may hold anything, printed as the info table prints them
+        rows = [(one_line(n, 200), one_line(t, 100), s) for n, t, s in r.per_layer]
+        width = max(len("layer"), *(len(n) for n, _, _ in rows))
+        kinds = max(len("type"), *(len(t) for _, t, _ in rows))
         lines += ["", f"{'layer':<{width}}  {'type':<{kinds}}  {'forward ms':>10}  {'share':>6}"]
         lines += [f"{n:<{width}}  {t:<{kinds}}  {s * 1000:10.3f}  {s / total:6.1%}"
-                  for n, t, s in r.per_layer]
+                  for n, t, s in rows]
         lines.append(f"{'total':<{width}}  {'':<{kinds}}  {total * 1000:10.3f}  {1:6.1%}")
         if args.backend == "onnxruntime":
             lines.append("(onnxruntime fuses BatchNorm, Scale and ReLU into the convolution "
