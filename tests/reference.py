@@ -65,6 +65,12 @@ def last_writers(net):
     return last
 
 
+def opencv_text(net):
+    """The net's prototxt as OpenCV 4 reads it: its schema spells BVLC's `round_mode: FLOOR`
+    (field 13) as its own `ceil_mode: false` and fails on the former."""
+    return net.to_prototxt("modern").replace("round_mode: FLOOR", "ceil_mode: false")
+
+
 def opencv_blobs(net, prototxt, weights, xs, blobs):
     """OpenCV's value of each blob: the output of the layer that wrote it last, with OpenCV's
     layer fusion off so that every layer's output exists. OpenCV names outputs by layer and

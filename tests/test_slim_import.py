@@ -26,7 +26,7 @@ from prototxt_gen.backends.pytorch import to_torch
 from prototxt_gen.importers import Checkpoint, CheckpointError
 
 from conftest import ROOT, assert_last_error, run_cli
-from reference import bound
+from reference import bound, opencv_text
 
 
 def tf_reference(out, model, *extra):
@@ -74,10 +74,8 @@ def test_resnet_v2_50_gives_tensorflows_logits(tmp_path, resnet_v2_50):
     assert np.abs(ours(net, x, "logits") - ref).max() <= bound(ref)
     net.layers = [layer for layer in net.layers if layer.name != "predictions"]
     assert np.abs(onnx_out(net, x) - ref).max() <= bound(ref)
-    # OpenCV 4 spells round_mode: FLOOR (the 1×1 shortcut subsampling) as ceil_mode: false
-    (tmp_path / "cv.prototxt").write_text(
-        generate("resnet50_v2").to_prototxt("modern").replace("round_mode: FLOOR",
-                                                              "ceil_mode: false"))
+    # the 1×1 shortcut subsampling rounds down: in OpenCV 4's spelling
+    (tmp_path / "cv.prototxt").write_text(opencv_text(generate("resnet50_v2")))
     cv = cv2.dnn.readNetFromCaffe(str(tmp_path / "cv.prototxt"), str(weights))
     cv.setInput(x)
     assert np.abs(cv.forward("logits") - ref).max() <= bound(ref)

@@ -12,16 +12,10 @@ from prototxt_gen import generate, load_weights
 from prototxt_gen.backends.pytorch import to_torch
 
 from conftest import assert_last_error, run_cli
-from reference import bound
+from reference import bound, opencv_text
 from tv_models import MODELS, import_torchvision, torchvision_model
 
 import cv2
-
-
-def opencv_text(net):
-    """The net's prototxt as OpenCV 4 reads it: its schema spells BVLC's `round_mode: FLOOR`
-    (field 13) as its own `ceil_mode: false` and fails on the former."""
-    return net.to_prototxt("modern").replace("round_mode: FLOOR", "ceil_mode: false")
 
 
 needs_torchvision = pytest.mark.skipif(import_torchvision() is None,
