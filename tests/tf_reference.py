@@ -1,12 +1,12 @@
-"""TF-slim's resnet_v2 and FaceNet's inception_resnet_v1 computed in TensorFlow with plain TF ops (tf-slim's layers do not import
-with the TensorFlow this project tests with), its variables named and shaped as slim's, then
-saved as a real checkpoint with tf.compat.v1.train.Saver:
+"""TF-slim's resnet_v2 and FaceNet's inception_resnet_v1 computed in TensorFlow with plain TF
+ops (tf-slim's layers do not import with the TensorFlow this project tests with), its variables
+named and shaped as slim's, then saved as a real checkpoint with tf.compat.v1.train.Saver:
 
     python tests/tf_reference.py resnet_v2_50 OUTDIR [--size 224] [--seed 0]
 
 writes OUTDIR/model.ckpt.{index,data-00000-of-00001}, OUTDIR/x.npy (the input, N×C×H×W) and
-OUTDIR/ref.npy (the logits, or FaceNet's 128-d bottleneck before its L2 normalization). It runs in its own process so that TensorFlow and torch never
-share one. The structure follows slim's resnet_v2.py and resnet_utils.py: a root conv2d_same
+OUTDIR/ref.npy (the logits, or FaceNet's 128-d bottleneck before its L2 normalization). It
+runs in its own process so that TensorFlow and torch never share one. The structure follows slim's resnet_v2.py and resnet_utils.py: a root conv2d_same
 7×7/2 with biases and no activation, a SAME 3×3/2 max pool, bottleneck_v2 units (preact
 batch_norm + ReLU; shortcut a 1×1 conv with biases on the preactivation where the depth
 changes, else the input subsampled by a 1×1 max pool; conv1 1×1, conv2 conv2d_same 3×3 with

@@ -15,6 +15,7 @@ from torch import nn
 # for two of those ops. The models are plain Python and use none of them.
 MISSING_OPS = ("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor",
                "qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+_DECLARED = []  # the declarations live as long as their Library object
 
 
 @functools.lru_cache(None)
@@ -29,7 +30,7 @@ def import_torchvision():
         torch.ops.load_library(str(libraries[0]))
     except (IndexError, OSError, RuntimeError):
         library = torch.library.Library("torchvision", "FRAGMENT")
-        import_torchvision.keep = library  # the declarations live as long as the library
+        _DECLARED.append(library)
         for schema in MISSING_OPS:
             try:
                 library.define(schema)

@@ -7,8 +7,8 @@ InnerProduct `weights` (slim's 1√ó1 logits convolution, or fully_connected's in√
 `biases`; a BatchNorm (`.../BatchNorm`) `moving_mean` and `moving_variance` (scale factor 1);
 the Scale or Bias after it (`.../BatchNorm/scale`, `.../BatchNorm/beta`) `gamma` and `beta` of
 that BatchNorm scope -- which is the scope alone for a batch_norm called with a scope of its
-own (resnet_v2's `preact`, `postnorm`). The model scope (`resnet_v2_50`, `InceptionResnetV1`) is found from the
-first convolution. Every variable the net needs must be there with its shape; weights under the
+own (resnet_v2's `preact`, `postnorm`). The model scope (`resnet_v2_50`, `InceptionResnetV1`)
+is found from the first convolution. Every variable the net needs must be there with its shape; weights under the
 scope that the net does not use (another depth, another model) are refused; optimizer slots and
 moving-average shadows are not weights and are left alone.
 """
